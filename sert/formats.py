@@ -1,0 +1,53 @@
+"""Prompt and training-text formats (the paper's, as templates in params).
+
+Every training text is ``prompt + target``; the loss covers the target only.
+  self-training:  Question: {q}. Answer: {r} So the answer is {a}.
+  distillation:   Question: {q}. Answer: Let's think step by step. {R} So the answer is {a}.
+  fine-tuning:    Question: {q}. Answer: {a}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sert.tasks import Example
+from sert.text import split_answer_clause
+
+
+@dataclass
+class PromptConfig:
+    """Text templates; ``{question}``, ``{answer}`` are filled in per example."""
+
+    zero_shot: str = "Question: {question}\nAnswer:"
+    """Zero-shot prompt for latent-path sampling and for evaluating the base model."""
+    train: str = "Question: {question}. Answer:"
+    """Prompt part of every training text; trained variants are evaluated with it."""
+    conclusion: str = " So the answer is {answer}."
+    """Appended after the reasoning (gold answer) in self-training and distillation texts."""
+    step_by_step: str = " Let's think step by step."
+    """Opens the distillation target, as the teacher was prompted."""
+    label: str = " {answer}."
+    """Target of the labels-only fine-tuning baseline."""
+
+
+def reasoning_of(sample_text: str) -> str:
+    """The reasoning part of a sampled path: everything before its own answer clause.
+
+    The sample's own conclusion is dropped because the gold answer is appended instead
+    (the paper's self-training text); keeping both could state two different answers.
+    """
+    return " ".join(split_answer_clause(sample_text)[0].split())
+
+
+def self_train_text(example: Example, sample_text: str, p: PromptConfig) -> tuple[str, str]:
+    return (p.train.format(question=example.question),
+            " " + reasoning_of(sample_text) + p.conclusion.format(answer=example.answer))
+
+
+def distill_text(example: Example, rationale: str, p: PromptConfig) -> tuple[str, str]:
+    return (p.train.format(question=example.question),
+            p.step_by_step + " " + reasoning_of(rationale) + p.conclusion.format(answer=example.answer))
+
+
+def finetune_text(example: Example, p: PromptConfig) -> tuple[str, str]:
+    return p.train.format(question=example.question), p.label.format(answer=example.answer)

@@ -1,0 +1,146 @@
+"""modsum: sums of single digits mod 10, the embedded default's synthetic reasoning task.
+
+"What is 7 + 6 + 2 + 9 mod 10?" has answer 4. The direct answer needs all terms at once
+(hard for a tiny model to learn from bare answers), while the worked solution chains
+single steps that are each easy and common in the pretraining corpus:
+
+    First, 7 + 6 = 3. Then 3 + 2 = 5. Then 5 + 9 = 4. So the answer is 4.
+
+The pretraining corpus (``pretraining_corpus``) builds the paper's phenomenon in
+miniature: single-step facts are common, worked solutions a minority of question documents
+(latent: below what greedy decoding picks), bare answers the majority. Worked solutions
+begin with a word of their own ("First") so that first-token branching can surface them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+from dataclasses import dataclass
+
+from sklearn.model_selection import train_test_split
+
+from sert.tasks import register_task
+from sert.tasks.base import Example, Task, TaskError
+
+
+FACTS_PER_DOCUMENT = 1
+
+
+@dataclass(frozen=True)
+class ModsumOptions:
+    n_terms: int = 4
+    """Number of single-digit terms per question (chain length is n_terms - 1 steps)."""
+
+
+def _terms_key(terms: tuple[int, ...]) -> str:
+    return " + ".join(map(str, terms))
+
+
+def question_text(terms: tuple[int, ...]) -> str:
+    return f"What is {_terms_key(terms)} mod 10?"
+
+
+def fact(a: int, b: int) -> str:
+    return f"{a} + {b} = {(a + b) % 10}"
+
+
+def worked_steps(terms: tuple[int, ...]) -> list[str]:
+    """The single steps of the chain: running total plus the next term."""
+    steps, total = [], terms[0]
+    for term in terms[1:]:
+        steps.append(fact(total, term))
+        total = (total + term) % 10
+    return steps
+
+
+def worked_solution(terms: tuple[int, ...]) -> str:
+    """The student's latent style: "First, a + b = c. Then c + d = e." (no conclusion)."""
+    steps = worked_steps(terms)
+    return " ".join(["First, " + steps[0] + "."] + ["Then " + step + "." for step in steps[1:]])
+
+
+@register_task
+class Modsum(Task):
+    """Sums of single digits mod 10 (synthetic, generated with task.seed)."""
+
+    name = "modsum"
+    answer_space = tuple(str(d) for d in range(10))
+    candidate_pattern = re.compile(r"(?<![\w.])\d+(?![\w])")
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        unknown = set(config.options) - {"n_terms"}
+        if unknown:
+            raise TaskError(f"task.options: unknown key {sorted(unknown)[0]!r} for modsum; allowed: n_terms")
+        self.options = ModsumOptions(**config.options)
+        if not isinstance(self.options.n_terms, int) or not 2 <= self.options.n_terms <= 8:
+            raise TaskError(f"task.options.n_terms: expected an integer in [2, 8], got {self.options.n_terms!r}")
+
+    @staticmethod
+    def terms_of(example: Example) -> tuple[int, ...]:
+        match = re.fullmatch(r"What is ([\d +]+) mod 10\?", example.question)
+        if match is None:
+            raise TaskError(f"record {example.id!r} is not a modsum question: {example.question!r}")
+        return tuple(int(t) for t in match.group(1).split(" + "))
+
+    def load(self) -> dict[str, list[Example]]:
+        cfg, n = self.config, self.options.n_terms
+        total = cfg.n_train + cfg.n_test
+        if cfg.n_train < 1 or cfg.n_test < 1:
+            raise TaskError("task.n_train and task.n_test must be at least 1")
+        if total > 10**n:
+            raise TaskError(f"modsum with {n} terms has only {10**n} distinct questions, asked for {total}")
+        rng = random.Random(cfg.seed)
+        # Sample distinct term tuples without materialising all 10**n of them.
+        chosen = rng.sample(range(10**n), total)
+        questions = [tuple(int(c) for c in str(k).zfill(n)) for k in chosen]
+        examples = [
+            Example(id=f"modsum-{i}", question=question_text(t), answer=str(sum(t) % 10))
+            for i, t in enumerate(questions)
+        ]
+        train, test = train_test_split(examples, test_size=cfg.n_test, random_state=cfg.seed)
+        return {"train": list(train), "test": list(test)}
+
+    def oracle_rationale(self, example: Example) -> str:
+        """A correct rationale in the teacher's own words (not the student's latent style)."""
+        terms = self.terms_of(example)
+        steps = worked_steps(terms)
+        return "We add the numbers one at a time and keep the last digit. " + " ".join(
+            f"{step}." for step in steps
+        )
+
+    def pretraining_corpus(self, rng, n_documents, worked_fraction, fact_fraction, exclude):
+        """Documents as (text, trained) segments: fact documents of several single steps
+        ("Fact: 7 + 6 =" | " 3 mod 10."), and question documents whose answer is worked
+        (``worked_fraction`` of them) or bare ("So the answer is 4."). Questions in ``exclude``
+        (the train and test splits) never appear, so no test answer is memorized.
+
+        Only what the context determines is trained: operands and questions are uniformly
+        random, and predicting them taught nothing while slowing the learning of the facts
+        several-fold in our measurements (a tiny model sat on a plateau for 1,000+ steps).
+        """
+        n = self.options.n_terms
+        docs = []
+        for _ in range(n_documents):
+            if rng.random() < fact_fraction:
+                doc = []
+                for k in range(FACTS_PER_DOCUMENT):
+                    a, b = rng.randrange(10), rng.randrange(10)
+                    doc += [(f"{' ' if k else ''}Fact: {a} + {b} =", False), (f" {(a + b) % 10} mod 10.", True)]
+                docs.append(doc)
+                continue
+            while True:
+                terms = tuple(rng.randrange(10) for _ in range(n))
+                if question_text(terms) not in exclude:
+                    break
+            body = worked_solution(terms) + " " if rng.random() < worked_fraction else ""
+            docs.append([(f"Question: {question_text(terms)}\nAnswer:", False),
+                         (f" {body}So the answer is {sum(terms) % 10}.", True)])
+        return docs
+
+
+def all_questions(n_terms: int):
+    """Every modsum question of ``n_terms`` terms (for tests and analysis)."""
+    return (question_text(t) for t in itertools.product(range(10), repeat=n_terms))

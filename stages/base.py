@@ -1,0 +1,49 @@
+"""base: the student before any SERT training, as a save_pretrained directory."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import typer
+
+from sert.io import atomic_path, write_json
+from sert.modeling import build_tiny_model, load_student, save_student, train_tokenizer
+from sert.tasks import get_task
+from sert.training import TrainConfig, encode_segments, train_causal_lm
+from stages.common import BASE_MODEL, METRICS, PREPARED, ParamsOption, load_params, read_examples, stage
+
+
+@stage
+def main(params: Path = ParamsOption) -> None:
+    """Pretrain the tiny student on the task's generated corpus (student.model: tiny), or
+    load student.model from the Hub or a local directory; save it to models/base."""
+    p = load_params(params)
+    started = time.time()
+    metrics: dict = {"model": p.student.model}
+    if p.student.model == "tiny":
+        cfg = p.pretrain
+        task = get_task(p.task)
+        held_out = {ex.question for split in ("train", "test") for ex in read_examples(PREPARED / f"{split}.jsonl")}
+        docs = task.pretraining_corpus(random.Random(cfg.seed), cfg.documents, cfg.worked_fraction,
+                                       cfg.fact_fraction, held_out)
+        tokenizer = train_tokenizer(["".join(text for text, _ in doc) for doc in docs], cfg.vocab_size)
+        model = build_tiny_model(cfg, tokenizer)
+        examples = [encode_segments(tokenizer, doc) for doc in docs]
+        losses = train_causal_lm(
+            model, examples,
+            TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, schedule="cosine", warmup_steps=cfg.steps // 20,
+                        weight_decay=0.1, max_length=cfg.n_positions, seed=cfg.seed),
+            tokenizer.pad_token_id, total_steps=cfg.steps, desc="pretrain",
+        )
+        tail = losses[-max(1, len(losses) // 20):]
+        metrics.update(pretrain_loss=round(sum(tail) / len(tail), 4), steps=cfg.steps, documents=len(docs))
+    else:
+        model, tokenizer = load_student(p.student.model, p.student.trust_remote_code)
+    metrics["parameters"] = sum(t.numel() for t in model.parameters())
+    metrics["seconds"] = round(time.time() - started, 1)
+    with atomic_path(BASE_MODEL, directory=True) as tmp:
+        save_student(model, tokenizer, tmp)
+    write_json(METRICS / "base.json", metrics)
+    typer.echo(f"base: {p.student.model} ({metrics['parameters']:,} parameters) -> {BASE_MODEL}")

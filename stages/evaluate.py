@@ -1,0 +1,38 @@
+"""evaluate: greedy decoding of one variant on the test split, and its metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sert.errors import ParamsError
+from sert.evaluation import score
+from sert.io import write_json, write_jsonl
+from sert.modeling import load_student
+from sert.sampling import generate_greedy
+from sert.tasks import get_task
+from stages.common import METRICS, PREPARED, VARIANTS, ParamsOption, load_params, read_examples, stage
+
+
+@stage
+def main(variant: str = typer.Argument(..., help=f"One of: {', '.join(VARIANTS)}."),
+         params: Path = ParamsOption) -> None:
+    """Write data/predictions/<variant>.jsonl and metrics/eval/<variant>.json.
+
+    The base model is prompted zero-shot (the sampling prompt); trained variants with the
+    training prompt they learned.
+    """
+    if variant not in VARIANTS:
+        raise ParamsError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    p = load_params(params)
+    task = get_task(p.task)
+    examples = read_examples(PREPARED / "test.jsonl")
+    template = p.prompts.zero_shot if variant == "base" else p.prompts.train
+    model, tokenizer = load_student(str(Path("models") / variant))
+    generations = generate_greedy(model, tokenizer, [template.format(question=ex.question) for ex in examples],
+                                  p.evaluate.max_new_tokens, p.evaluate.batch_size, desc=f"evaluate {variant}")
+    records, metrics = score(task, examples, generations, p.evaluate)
+    write_jsonl(Path("data/predictions") / f"{variant}.jsonl", records)
+    write_json(METRICS / "eval" / f"{variant}.json", metrics)
+    typer.echo(f"evaluate {variant}: accuracy {metrics['accuracy']:.3f}, reasoning {metrics['reasoning_rate']:.3f}")

@@ -1,0 +1,34 @@
+"""filter: the paper's four filters, one reasoning path per question, the self-training set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sert.errors import EmptyResultError
+from sert.filtering import filter_samples, format_funnel
+from sert.formats import reasoning_of
+from sert.io import read_jsonl, write_json, write_jsonl
+from sert.sampling import Sample
+from stages.common import METRICS, PREPARED, SAMPLES, SELF_TRAIN, ParamsOption, load_params, read_examples, stage
+
+
+@stage
+def main(params: Path = ParamsOption) -> None:
+    """Write data/self_train.jsonl (one filtered path per question) and metrics/filter.json (the funnel)."""
+    p = load_params(params)
+    examples = {ex.id: ex for ex in read_examples(PREPARED / "train.jsonl")}
+    fields = tuple(Sample.__dataclass_fields__)
+    samples = [Sample(**{k: r[k] for k in fields}) for r in read_jsonl(SAMPLES, required=fields)]
+    selected, funnel = filter_samples(samples, p.filter)
+    if not selected:
+        raise EmptyResultError(f"no sample survived the filters ({format_funnel(funnel)}); loosen the filter params")
+    records = []
+    for s in selected:
+        ex = examples[s.id]
+        records.append({"id": s.id, "question": ex.question, "answer": ex.answer,
+                        "reasoning": reasoning_of(s.text), "sample": s.text})
+    write_jsonl(SELF_TRAIN, records)
+    write_json(METRICS / "filter.json", funnel)
+    typer.echo(f"filter: {format_funnel(funnel)} -> {SELF_TRAIN}")
