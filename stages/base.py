@@ -33,7 +33,7 @@ def main(params: Path = ParamsOption) -> None:
         examples = [encode_segments(tokenizer, doc) for doc in docs]
         losses = train_causal_lm(
             model, examples,
-            TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, schedule="cosine", warmup_steps=cfg.steps // 20,
+            TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, schedule="cosine", warmup_steps=min(50, cfg.steps // 10),
                         weight_decay=0.1, max_length=cfg.n_positions, seed=cfg.seed),
             tokenizer.pad_token_id, total_steps=cfg.steps, desc="pretrain",
         )

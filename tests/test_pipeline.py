@@ -1,0 +1,134 @@
+"""End to end: the real stages, run by `dvc repro` on a very small configuration in a temporary
+copy of the project; then the bad-input paths of the CLI on that copy."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "task": {"n_train": 12, "n_test": 8},
+    "pretrain": {"n_layer": 1, "n_embd": 64, "n_head": 2, "documents": 3000, "steps": 250, "batch_size": 16,
+                 "lr": 0.003},
+    "sample": {"branches": 3, "samples_per_branch": 2, "max_new_tokens": 32},
+    "filter": {"min_tokens": 5, "max_rep2": 1.0, "min_perplexity": 0.0},
+    "train": {"epochs": 1},
+    "evaluate": {"max_new_tokens": 24},
+}
+
+
+def run(args, cwd, check=True):
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    dest = tmp_path_factory.mktemp("sert") / "project"
+    dest.mkdir()
+    for name in ("sert", "stages"):
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", dest)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], dest)
+    run(["dvc", "init", "-q"], dest)
+    run(["dvc", "config", "core.analytics", "false"], dest)
+    run(["dvc", "repro"], dest)
+    return dest
+
+
+def test_repro_writes_every_output_and_metric(project):
+    for split in ("train", "test"):
+        lines = (project / "data/prepared" / f"{split}.jsonl").read_text().splitlines()
+        assert len(lines) == {"train": 12, "test": 8}[split]
+        assert set(json.loads(lines[0])) == {"id", "question", "answer"}
+    samples = [json.loads(x) for x in (project / "data/samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 12 * 3 * 2
+    assert set(samples[0]) == {"id", "branch", "branch_token", "text", "n_tokens", "perplexity", "rep2"}
+    funnel = json.loads((project / "metrics/filter.json").read_text())
+    assert funnel["samples"] == 72 and all(isinstance(v, int) for v in funnel.values())
+    assert funnel["samples"] >= funnel["after_pattern"] >= funnel["after_length"] >= funnel["after_repetition"] \
+        >= funnel["after_perplexity"] >= funnel["selected"] >= 1
+    teacher = json.loads((project / "metrics/teacher.json").read_text())
+    assert teacher["n"] == 12 and teacher["accuracy"] == 1.0
+    for variant in ("base", "finetune", "sert", "rd", "sert_rd"):
+        assert (project / "models" / variant / "model.safetensors").is_file()
+        m = json.loads((project / "metrics/eval" / f"{variant}.json").read_text())
+        assert m["n"] == 8
+        for key in ("accuracy", "format_rate", "reasoning_rate", "repetition"):
+            assert 0.0 <= m[key] <= 1.0
+        assert m["length"] >= 0
+        assert len((project / "data/predictions" / f"{variant}.jsonl").read_text().splitlines()) == 8
+    report = (project / "metrics/report.md").read_text()
+    assert "| SERT+RD |" in report and "| Base (zero-shot) |" in report
+    assert set(json.loads((project / "metrics/summary.json").read_text())["variants"]) == {
+        "base", "finetune", "sert", "rd", "sert_rd"}
+
+
+def test_second_repro_does_nothing(project):
+    out = run(["dvc", "repro"], project).stdout
+    assert "Running stage" not in out
+    assert "up to date" in run(["dvc", "status"], project).stdout
+
+
+def test_malformed_jsonl_is_a_one_line_error_and_keeps_outputs(project):
+    samples = project / "data/samples.jsonl"
+    good = samples.read_text()
+    before = (project / "data/self_train.jsonl").read_text()
+    try:
+        lines = good.splitlines()
+        lines[2] = '{"id": "oops"'
+        samples.write_text("\n".join(lines) + "\n")
+        result = run(["sert", "filter"], project, check=False)
+        assert result.returncode == 1
+        assert result.stderr.strip() == "error: data/samples.jsonl:3: malformed JSON (Expecting ',' delimiter)"
+        assert (project / "data/self_train.jsonl").read_text() == before
+    finally:
+        samples.write_text(good)
+
+
+def test_filter_that_keeps_nothing_shows_the_funnel(project, tmp_path):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["filter"]["min_tokens"] = 10_000
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(yaml.safe_dump(params))
+    before = (project / "data/self_train.jsonl").read_text()
+    result = run(["sert", "filter", "--params", str(strict)], project, check=False)
+    assert result.returncode == 1
+    assert "no sample survived the filters (samples 72 -> after_pattern" in result.stderr
+    assert "after_length 0" in result.stderr
+    assert (project / "data/self_train.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize("command, message", [
+    (["sert", "train", "nope"], "error: unknown variant 'nope'"),
+    (["sert", "evaluate", "nope"], "error: unknown variant 'nope'"),
+])
+def test_unknown_names(project, command, message):
+    result = run(command, project, check=False)
+    assert result.returncode == 1 and result.stderr.startswith(message)
+
+
+def test_unknown_backend_and_unreachable_model(project, tmp_path):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["teacher"]["backend"] = "gpt5"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(params))
+    result = run(["sert", "teacher", "--params", str(bad)], project, check=False)
+    assert result.returncode == 1 and "teacher.backend: unknown backend 'gpt5'; available: oracle" in result.stderr
+    params["teacher"]["backend"] = "oracle"
+    params["student"]["model"] = str(tmp_path / "no-weights")
+    (tmp_path / "no-weights").mkdir()
+    bad.write_text(yaml.safe_dump(params))
+    result = run(["sert", "base", "--params", str(bad)], project, check=False)
+    assert result.returncode == 1 and "no *.safetensors weights" in result.stderr

@@ -1,0 +1,80 @@
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sert.errors import TaskError
+from sert.tasks import Example, TaskConfig, get_task
+from sert.tasks.modsum import worked_solution
+
+
+@pytest.fixture(scope="module")
+def modsum():
+    return get_task(TaskConfig(n_train=50, n_test=20, seed=3))
+
+
+def test_load_sizes_disjoint_and_gold_answers(modsum):
+    splits = modsum.load()
+    assert len(splits["train"]) == 50 and len(splits["test"]) == 20
+    train_q = {e.question for e in splits["train"]}
+    assert not train_q & {e.question for e in splits["test"]}
+    for ex in splits["train"]:
+        assert ex.answer == str(sum(modsum.terms_of(ex)) % 10)
+
+
+def test_load_is_seeded(modsum):
+    assert modsum.load() == get_task(TaskConfig(n_train=50, n_test=20, seed=3)).load()
+    assert modsum.load() != get_task(TaskConfig(n_train=50, n_test=20, seed=4)).load()
+
+
+@pytest.mark.parametrize("text, expected", [
+    (" First, 7 + 6 = 3. Then 3 + 2 = 5. So the answer is 5.", "5"),
+    (" So the answer is 8.", "8"),
+    (" 7 + 6 = 3", "3"),  # no answer prefix: the last candidate
+    (" So the answer is 12 or 4.", "12"),  # first candidate after the prefix
+    (" nothing numeric", None),
+])
+def test_extract_answer(modsum, text, expected):
+    assert modsum.extract_answer(text) == expected
+
+
+def test_validate_rejects_answers_outside_the_space(modsum):
+    with pytest.raises(TaskError, match="record 'x'.*answer '42'"):
+        modsum.validate(Example("x", "What is 1 + 2 mod 10?", "42"), "file.jsonl")
+
+
+def test_unknown_task_and_options():
+    with pytest.raises(TaskError, match="unknown task 'nope'.*modsum"):
+        get_task(TaskConfig(name="nope"))
+    with pytest.raises(TaskError, match="n_terms"):
+        get_task(TaskConfig(options={"n_terms": 20}))
+    with pytest.raises(TaskError, match="unknown key 'terms'"):
+        get_task(TaskConfig(options={"terms": 3}))
+
+
+def test_oracle_rationale_reaches_the_gold_answer(modsum):
+    for ex in modsum.load()["train"]:
+        assert modsum.extract_answer(modsum.oracle_rationale(ex)) == ex.answer
+
+
+def test_worked_solution_chains_running_totals():
+    assert worked_solution((7, 6, 2, 9)) == "First, 7 + 6 = 3. Then 3 + 2 = 5. Then 5 + 9 = 4."
+
+
+def test_corpus_mixture_and_held_out_questions(modsum):
+    held_out = {e.question for s in modsum.load().values() for e in s}
+    docs = modsum.pretraining_corpus(random.Random(0), 4000, 0.3, 0.5, held_out)
+    questions = [d for d in docs if d[0][0].startswith("Question:")]
+    worked = [d for d in questions if "First," in d[1][0]]
+    assert 0.4 < len(questions) / len(docs) < 0.6
+    assert 0.25 < len(worked) / len(questions) < 0.35
+    assert not any(d[0][0].split("\n")[0].removeprefix("Question: ") in held_out for d in questions)
+    # Only the continuation is trained; the random question is context.
+    assert all(not d[0][1] and d[1][1] for d in questions)
+
+
+@given(st.text(), st.text(alphabet=" \n\t", max_size=5), st.text(alphabet=" \n\t", max_size=5))
+def test_extraction_total_and_whitespace_stable(text, left, right):
+    task = get_task(TaskConfig())
+    assert task.extract_answer(left + text + right) == task.extract_answer(text)
