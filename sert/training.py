@@ -1,7 +1,7 @@
-"""The training loop: next-token cross-entropy on the target tokens only.
+"""The training loop: next-token cross-entropy on the tokens marked for loss only.
 
-One loop serves pretraining the tiny student (empty prompt: every token is a target),
-self-training, fine-tuning and distillation. Batches are padded to their own longest
+One loop serves pretraining the tiny student (documents whose context segments carry no
+loss), self-training, fine-tuning and distillation (no loss on the prompt). Batches are padded to their own longest
 sequence (dynamic padding), never to a global maximum.
 """
 

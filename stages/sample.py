@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 import typer
 
-from sert.io import atomic_path
+from sert.io import write_jsonl
 from sert.modeling import load_student
 from sert.sampling import sample_latent_paths
 from stages.common import BASE_MODEL, PREPARED, SAMPLES, ParamsOption, load_params, read_examples, stage
@@ -23,9 +22,5 @@ def main(params: Path = ParamsOption) -> None:
     model, tokenizer = load_student(str(BASE_MODEL))
     examples = read_examples(PREPARED / "train.jsonl")
     prompts = [(ex.id, p.prompts.zero_shot.format(question=ex.question)) for ex in examples]
-    count = 0
-    with atomic_path(SAMPLES) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for s in sample_latent_paths(model, tokenizer, prompts, p.sample):
-            f.write(json.dumps(s.to_json(), ensure_ascii=False) + "\n")
-            count += 1
+    count = write_jsonl(SAMPLES, (s.to_json() for s in sample_latent_paths(model, tokenizer, prompts, p.sample)))
     typer.echo(f"sample: {count} samples for {len(examples)} questions -> {SAMPLES}")

@@ -14,7 +14,6 @@ begin with a word of their own ("First") so that first-token branching can surfa
 
 from __future__ import annotations
 
-import itertools
 import random
 import re
 from dataclasses import dataclass
@@ -140,7 +139,3 @@ class Modsum(Task):
                          (f" {body}So the answer is {sum(terms) % 10}.", True)])
         return docs
 
-
-def all_questions(n_terms: int):
-    """Every modsum question of ``n_terms`` terms (for tests and analysis)."""
-    return (question_text(t) for t in itertools.product(range(10), repeat=n_terms))
