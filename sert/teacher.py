@@ -2,9 +2,8 @@
 
 A backend turns the prepared training questions into one ``Rationale`` per question. Backends
 are entries in ``TEACHERS``; each is constructed from the ``teacher`` params and the task.
-  oracle  a correct step-by-step rationale built from a synthetic task's own structure
-Planned: ``import`` (existing teacher completion files) and ``openai`` (any OpenAI-compatible
-API), which plug in through the same ``Teacher.rationales`` interface.
+  oracle  the task's reference rationale (synthetic tasks' own steps, GSM8K's solutions)
+  import  existing teacher completion files (``sert.teacher_import``)
 """
 
 from __future__ import annotations
@@ -48,6 +47,8 @@ class Teacher:
 
     def __init__(self, config: TeacherConfig, task: Task) -> None:
         self.config, self.task = config, task
+        self.report: dict = {}
+        """Backend-specific counts added to ``metrics/teacher.json`` after ``rationales``."""
 
     def rationales(self, examples: list[Example]) -> list[Rationale]:
         raise NotImplementedError
@@ -70,6 +71,8 @@ TEACHERS: dict[str, Callable[[TeacherConfig, Task], Teacher]] = {"oracle": Oracl
 
 
 def get_teacher(config: TeacherConfig, task: Task) -> Teacher:
+    import sert.teacher_import  # noqa: F401  (registers the import backend)
+
     if config.backend not in TEACHERS:
         raise ParamsError(
             f"teacher.backend: unknown backend {config.backend!r}; available: {', '.join(sorted(TEACHERS))}"

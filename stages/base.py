@@ -25,9 +25,10 @@ def main(params: Path = ParamsOption) -> None:
     if p.student.model == "tiny":
         cfg = p.pretrain
         task = get_task(p.task)
-        held_out = {ex.question for split in ("train", "test") for ex in read_examples(PREPARED / f"{split}.jsonl")}
+        splits = {split: read_examples(PREPARED / f"{split}.jsonl") for split in ("train", "test")}
+        held_out = {ex.question for examples in splits.values() for ex in examples}
         docs = task.pretraining_corpus(random.Random(cfg.seed), cfg.documents, cfg.worked_fraction,
-                                       cfg.fact_fraction, held_out)
+                                       cfg.fact_fraction, held_out, splits["train"])
         tokenizer = train_tokenizer(["".join(text for text, _ in doc) for doc in docs], cfg.vocab_size)
         model = build_tiny_model(cfg, tokenizer)
         examples = [encode_segments(tokenizer, doc) for doc in docs]

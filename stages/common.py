@@ -62,8 +62,10 @@ SECTIONS = {name: f.default_factory for name, f in Params.__dataclass_fields__.i
 
 def validate_ranges(p: Params) -> None:
     """Out-of-range values are errors before any work starts."""
+    for key, value in {"task.n_train": p.task.n_train, "task.n_test": p.task.n_test}.items():
+        check(value is None or value >= 1, key, f"must be at least 1 or null (all), got {value}")
+    check(0 < p.task.test_fraction < 1, "task.test_fraction", f"must be in (0, 1), got {p.task.test_fraction}")
     positive_ints = {
-        "task.n_train": p.task.n_train, "task.n_test": p.task.n_test,
         "pretrain.n_layer": p.pretrain.n_layer, "pretrain.n_embd": p.pretrain.n_embd,
         "pretrain.n_head": p.pretrain.n_head, "pretrain.n_positions": p.pretrain.n_positions,
         "pretrain.documents": p.pretrain.documents, "pretrain.steps": p.pretrain.steps,

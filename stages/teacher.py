@@ -21,5 +21,5 @@ def main(params: Path = ParamsOption) -> None:
     rationales = teacher.rationales(read_examples(PREPARED / "train.jsonl"))
     metrics = teacher_metrics(rationales)
     write_jsonl(TEACHER, (r.to_json() for r in rationales))
-    write_json(METRICS / "teacher.json", {"backend": p.teacher.backend, **metrics})
+    write_json(METRICS / "teacher.json", {"backend": p.teacher.backend, **metrics, **teacher.report})
     typer.echo(f"teacher: {p.teacher.backend}: {metrics['n_correct']}/{metrics['n']} correct -> {TEACHER}")

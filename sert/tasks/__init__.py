@@ -20,6 +20,6 @@ def get_task(config: TaskConfig) -> Task:
     return TASKS[config.name](config)
 
 
-from sert.tasks import modsum  # noqa: E402,F401  (registers itself)
+from sert.tasks import commonsenseqa, gsm8k, modsum, strategyqa, symbolic  # noqa: E402,F401  (they register themselves)
 
 __all__ = ["TASKS", "Example", "Task", "TaskConfig", "TaskError", "get_task", "register_task"]

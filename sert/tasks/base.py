@@ -8,12 +8,13 @@ and the shared answer-prefix rule of Fine-tune-CoT.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from sert.errors import TaskError
+from sert.errors import DataError, TaskError
 from sert.text import split_answer_clause
 
 
@@ -25,12 +26,12 @@ class Example:
     question: str
     answer: str
     choices: list[str] | None = None
+    reference: str | None = None
+    """A human-written rationale shipped with the dataset (GSM8K solutions, StrategyQA facts,
+    generated symbolic tasks); used by the ``oracle`` teacher and the tiny student's corpus."""
 
     def to_json(self) -> dict[str, Any]:
-        record = asdict(self)
-        if self.choices is None:
-            del record["choices"]
-        return record
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> "Example":
@@ -39,6 +40,7 @@ class Example:
             question=record["question"],
             answer=record["answer"],
             choices=record.get("choices"),
+            reference=record.get("reference"),
         )
 
 
@@ -49,13 +51,20 @@ class TaskConfig:
     name: str = "modsum"
     """Registered task name (see ``sert tasks`` or ``sert.tasks.TASKS``)."""
     source: str | None = None
-    """Hub dataset id or local path for tasks read from files; synthetic tasks ignore it."""
+    """Where a dataset task reads its data: null for the task's default download (through
+    ``datasets``), or a local file/directory in the original format; synthetic tasks ignore it."""
+    split_file: str | None = None
+    """JSON ``{"train": [...], "test": [...]}`` of indices into the source's examples (tasks without
+    a published split only); null splits by ``seed`` (Fine-tune-CoT's 70/30 rule)."""
+    test_fraction: float = 0.3
+    """Share of examples in the test split when splitting by seed (Fine-tune-CoT: 0.3)."""
     seed: int = 0
-    """Seed for generating and splitting the data."""
-    n_train: int = 400
-    """Training questions (synthetic tasks generate exactly this many)."""
-    n_test: int = 200
-    """Test questions (synthetic tasks generate exactly this many)."""
+    """Seed for generating and splitting the data (Fine-tune-CoT: 0)."""
+    n_train: int | None = 400
+    """Training questions: synthetic tasks generate exactly this many; dataset tasks keep the
+    first this many of the split (null: all, as in the paper)."""
+    n_test: int | None = 200
+    """Test questions, as ``n_train``."""
     options: dict[str, Any] = field(default_factory=dict)
     """Task-specific options, validated by the task (e.g. ``n_terms`` for modsum)."""
 
@@ -102,17 +111,136 @@ class Task:
     def is_correct(self, prediction: str | None, example: Example) -> bool:
         return prediction is not None and prediction == example.answer
 
-    # -- synthetic-world hooks (only tasks that generate their own data) -------
+    # -- offline hooks: the oracle teacher and the tiny student's corpus -------------------------
     def oracle_rationale(self, example: Example) -> str:
-        """A correct step-by-step rationale built from the task's own structure."""
-        raise TaskError(f"task {self.name!r} has no oracle teacher; use teacher.backend import or openai")
+        """A correct rationale: the dataset's own reference (GSM8K solution, StrategyQA facts,
+        the generated steps of a symbolic task). Tasks without one must use another teacher."""
+        if example.reference:
+            return example.reference
+        raise TaskError(
+            f"task {self.name!r}: record {example.id!r} has no reference rationale for the oracle teacher; "
+            "use teacher.backend import or openai"
+        )
+
+    def practice_example(self, rng: random.Random) -> Example | None:
+        """A fresh question for the tiny student's corpus (generating tasks only; None otherwise)."""
+        return None
 
     def pretraining_corpus(
         self, rng: random.Random, n_documents: int, worked_fraction: float, fact_fraction: float,
-        exclude: set[str],
-    ) -> list[str]:
-        """Documents for pretraining the tiny student (see ``sert.modeling``)."""
-        raise TaskError(
-            f"task {self.name!r} cannot generate a pretraining corpus; "
-            "set student.model to a Hub id or local model directory"
-        )
+        exclude: set[str], train: list[Example] = (),
+    ) -> list[list[tuple[str, bool]]]:
+        """Documents for pretraining the tiny student, as (text, trained) segments: a question in
+        the zero-shot format, then its answer, worked out with the reference rationale in
+        ``worked_fraction`` of them. Generating tasks draw fresh questions that are not in
+        ``exclude`` (the train and test splits); dataset tasks can only reuse their ``train``
+        split, which makes the tiny student a mechanics check, not a model of latent reasoning.
+        ``fact_fraction`` is specific to modsum."""
+        if self.practice_example(rng) is None and not train:
+            raise TaskError(f"task {self.name!r} has no questions for a pretraining corpus")
+        docs = []
+        for _ in range(n_documents):
+            example = None
+            for _attempt in range(100):
+                candidate = self.practice_example(rng)
+                if candidate is not None and candidate.question not in exclude:
+                    example = candidate
+                    break
+            if example is None:
+                if not train:
+                    raise TaskError(f"task {self.name!r}: cannot draw questions outside the splits")
+                example = train[rng.randrange(len(train))]
+            worked = example.reference and rng.random() < worked_fraction
+            body = " ".join(example.reference.split()) + " " if worked else ""
+            docs.append([(f"Question: {example.question}\nAnswer:", False),
+                         (f" {body}So the answer is {example.answer}.", True)])
+        return docs
+
+
+class DatasetTask(Task):
+    """A task read from a dataset: subclasses implement ``read_source``, returning either all
+    examples in source order (split here: ``task.split_file`` or Fine-tune-CoT's seeded 70/30)
+    or the dataset's own ``{"train", "test"}`` splits."""
+
+    def read_source(self) -> list[Example] | dict[str, list[Example]]:
+        raise NotImplementedError
+
+    def load(self) -> dict[str, list[Example]]:
+        data = self.read_source()
+        cfg = self.config
+        if isinstance(data, dict):
+            if cfg.split_file:
+                raise TaskError(f"task {self.name!r} has its own train/test split; task.split_file does not apply")
+            splits = data
+        elif cfg.split_file:
+            splits = split_by_file(data, cfg.split_file)
+        else:
+            splits = split_by_seed(data, cfg.test_fraction, cfg.seed)
+        return limit(splits, cfg)
+
+    def check_answer(self, example: Example, where: str) -> Example:
+        """Validate on load: a gold answer outside the answer space names the file and record."""
+        self.validate(example, where)
+        return example
+
+
+# -- shared helpers for dataset tasks ------------------------------------------------------------
+
+def split_by_seed(examples: list[Example], test_fraction: float, seed: int) -> dict[str, list[Example]]:
+    """Fine-tune-CoT's split: a NumPy permutation with ``seed``; the first (1 - test_fraction)
+    share is train, the rest test, each kept in source order. Reproduces their published
+    StrategyQA split (1,603 / 687 with seed 0) index for index (a test checks it)."""
+    import numpy as np
+
+    n = len(examples)
+    n_test = int(round(n * test_fraction))
+    if not 0 < n_test < n:
+        raise TaskError(f"task.test_fraction {test_fraction} leaves an empty split of {n} examples")
+    order = np.random.RandomState(seed).permutation(n)
+    train, test = sorted(order[: n - n_test].tolist()), sorted(order[n - n_test :].tolist())
+    return {"train": [examples[i] for i in train], "test": [examples[i] for i in test]}
+
+
+def split_by_file(examples: list[Example], path: str) -> dict[str, list[Example]]:
+    """A split file ``{"train": [indices], "test": [indices]}`` into ``examples`` (source order)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            split = json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{path}: split file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(split, dict) or set(split) != {"train", "test"}:
+        raise DataError(f'{path}: expected {{"train": [...], "test": [...]}}')
+    seen: set[int] = set()
+    out = {}
+    for name in ("train", "test"):
+        indices = split[name]
+        bad = [i for i in indices if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(examples)]
+        if bad:
+            raise DataError(f"{path}: {name} index {bad[0]!r} is outside 0..{len(examples) - 1}")
+        overlap = seen.intersection(indices)
+        if overlap or len(set(indices)) != len(indices):
+            raise DataError(f"{path}: index {min(overlap) if overlap else indices[0]} appears twice")
+        seen.update(indices)
+        out[name] = [examples[i] for i in indices]
+    return out
+
+
+def limit(splits: dict[str, list[Example]], config: TaskConfig) -> dict[str, list[Example]]:
+    """Keep the first ``n_train`` / ``n_test`` examples of each split (null keeps all)."""
+    caps = {"train": config.n_train, "test": config.n_test}
+    return {name: examples if caps[name] is None else examples[: caps[name]] for name, examples in splits.items()}
+
+
+def read_json_file(path: str):
+    """A JSON file, with one-line errors naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None

@@ -110,7 +110,7 @@ class Modsum(Task):
             f"{step}." for step in steps
         )
 
-    def pretraining_corpus(self, rng, n_documents, worked_fraction, fact_fraction, exclude):
+    def pretraining_corpus(self, rng, n_documents, worked_fraction, fact_fraction, exclude, train=()):
         """Documents as (text, trained) segments: fact documents of several single steps
         ("Fact: 7 + 6 =" | " 3 mod 10."), and question documents whose answer is worked
         (``worked_fraction`` of them) or bare ("So the answer is 4."). Questions in ``exclude``

@@ -1,0 +1,115 @@
+"""The symbolic chain-of-thought tasks of Wei et al. / Kojima et al., generated with a seed.
+
+  coinflip    "A coin is heads up. Ka flips the coin. Sherrie does not flip the coin. Is the coin
+              still heads up?"  -> yes / no
+  lastletter  'Take the last letters of each words in "Lady Umar Carmen" and concatenate them.'
+              -> "yrn"
+Both generate unlimited fresh questions, so the tiny student can be pretrained on questions
+outside the splits (with generated step-by-step references in ``pretrain.worked_fraction``).
+``task.options.n_items``: people flipping / names to concatenate (default 4, as in the papers).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from sert.errors import TaskError
+from sert.tasks import register_task
+from sert.tasks.base import Example, Task
+from sert.tasks.strategyqa import yes_no_candidates
+
+NAMES = (
+    "Ka Sherrie Jamey Maya Ira Leo Nora Omar Rosa Ivan Elon Bill Tina Paul Dana Cole Ruth Hugo Lina Yuki "
+    "Carmen Shalom Umar Lady Otis Wren Gale Abel Zora Milo Tess Ravi Enid Joel Kira Amos Bree Dale Faye Nash"
+).split()
+
+
+class GeneratedTask(Task):
+    """A task that generates its questions: ``draw`` one (question, answer, reference) from an rng."""
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        unknown = set(config.options) - {"n_items"}
+        if unknown:
+            raise TaskError(f"task.options: unknown key {sorted(unknown)[0]!r} for {self.name}; allowed: n_items")
+        self.n_items = config.options.get("n_items", 4)
+        if not isinstance(self.n_items, int) or isinstance(self.n_items, bool) or not 1 <= self.n_items <= 8:
+            raise TaskError(f"task.options.n_items: expected an integer in [1, 8], got {self.n_items!r}")
+
+    def draw(self, rng: random.Random) -> tuple[str, str, str]:
+        raise NotImplementedError
+
+    def practice_example(self, rng: random.Random) -> Example:
+        question, answer, reference = self.draw(rng)
+        return Example(id="practice", question=question, answer=answer, reference=reference)
+
+    def load(self) -> dict[str, list[Example]]:
+        cfg = self.config
+        if cfg.n_train is None or cfg.n_test is None:
+            raise TaskError(f"task {self.name!r} generates its data: set task.n_train and task.n_test")
+        rng, seen, examples = random.Random(cfg.seed), set(), []
+        total = cfg.n_train + cfg.n_test
+        for _attempt in range(total * 50):
+            if len(examples) == total:
+                break
+            question, answer, reference = self.draw(rng)
+            if question not in seen:
+                seen.add(question)
+                examples.append(Example(f"{self.name}-{len(examples)}", question, answer, reference=reference))
+        if len(examples) < total:
+            raise TaskError(f"{self.name}: could only generate {len(examples)} distinct questions, asked for {total}")
+        return {"train": examples[: cfg.n_train], "test": examples[cfg.n_train :]}
+
+
+@register_task
+class CoinFlip(GeneratedTask):
+    """Coin flip: is the coin still heads up after each person flips it or not?"""
+
+    name = "coinflip"
+    answer_space = ("yes", "no")
+
+    def candidates(self, text: str) -> list[str]:
+        return yes_no_candidates(text)
+
+    def draw(self, rng):
+        people = rng.sample(NAMES, self.n_items)
+        flips = [rng.random() < 0.5 for _ in people]
+        actions = " ".join(f"{p} {'flips' if f else 'does not flip'} the coin." for p, f in zip(people, flips))
+        question = f"A coin is heads up. {actions} Is the coin still heads up?"
+        steps, heads = [], True
+        for person, flip in zip(people, flips):
+            heads ^= flip
+            side = "heads" if heads else "tails"
+            steps.append(f"{person} flips it, so it is {side} up." if flip else f"{person} does not flip it, so it stays {side} up.")
+        reference = "The coin starts heads up. " + " ".join(steps) + (
+            " It ends heads up, so yes." if heads else " It ends tails up, so no.")
+        return question, "yes" if heads else "no", reference
+
+
+_WORD = re.compile(r"[a-z]+")
+
+
+@register_task
+class LastLetter(GeneratedTask):
+    """Last-letter concatenation of a few names."""
+
+    name = "lastletter"
+
+    def candidates(self, text: str) -> list[str]:
+        return _WORD.findall(text.lower())
+
+    def validate(self, example: Example, where: str) -> None:
+        if not re.fullmatch(r"[a-z]+", example.answer):
+            raise TaskError(f"{where}: record {example.id!r} has answer {example.answer!r}, expected lowercase letters")
+
+    def is_correct(self, prediction, example) -> bool:
+        return prediction is not None and prediction.lower() == example.answer
+
+    def draw(self, rng):
+        names = rng.sample(NAMES, self.n_items)
+        question = f'Take the last letters of each words in "{" ".join(names)}" and concatenate them.'
+        answer = "".join(n[-1] for n in names).lower()
+        reference = " ".join(f'The last letter of "{n}" is "{n[-1]}".' for n in names)
+        reference += f' Concatenating them is "{answer}".'
+        return question, answer, reference
