@@ -2,18 +2,20 @@
 
 pattern -> length -> repetition -> perplexity, then the surviving sample with the lowest rep-2
 for each question. The paper does not check the sampled answer against the gold answer, and
-neither does this.
+neither does this by default; ``require_correct`` adds STaR's check (an ``after_answer`` step
+between perplexity and selection, in the funnel only when it is on).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sert.sampling import Sample
 from sert.text import has_reasoning, is_imitative, lists_options
 
-FUNNEL_KEYS = ("samples", "after_pattern", "after_length", "after_repetition", "after_perplexity", "selected")
+FUNNEL_KEYS = ("samples", "after_pattern", "after_length", "after_repetition", "after_perplexity", "after_answer",
+               "selected")
 
 
 @dataclass
@@ -28,6 +30,8 @@ class FilterConfig:
     """Perplexity: drop samples the model finds this predictable or more (not latent)."""
     min_reasoning_words: int = 3
     """Pattern: words needed before the answer clause to count as reasoning, not a direct response."""
+    require_correct: bool = False
+    """Keep a path only if its extracted answer is the gold one (STaR); the paper does not check."""
 
 
 def pattern_ok(text: str, min_reasoning_words: int) -> bool:
@@ -35,8 +39,12 @@ def pattern_ok(text: str, min_reasoning_words: int) -> bool:
     return not is_imitative(text) and has_reasoning(text, min_reasoning_words) and not lists_options(text)
 
 
-def filter_samples(samples: Iterable[Sample], cfg: FilterConfig) -> tuple[list[Sample], dict[str, int]]:
-    """Apply the filters; return the selected sample per question (input order) and the funnel."""
+def filter_samples(
+    samples: Iterable[Sample], cfg: FilterConfig, is_correct: Callable[[Sample], bool] | None = None,
+) -> tuple[list[Sample], dict[str, int]]:
+    """Apply the filters; return the selected sample per question (input order) and the funnel.
+    ``is_correct`` scores a sample's answer against its question's gold answer (needed only with
+    ``cfg.require_correct``)."""
     stage = list(samples)
     funnel = {"samples": len(stage)}
     stage = [s for s in stage if pattern_ok(s.text, cfg.min_reasoning_words)]
@@ -47,6 +55,11 @@ def filter_samples(samples: Iterable[Sample], cfg: FilterConfig) -> tuple[list[S
     funnel["after_repetition"] = len(stage)
     stage = [s for s in stage if s.perplexity >= cfg.min_perplexity]
     funnel["after_perplexity"] = len(stage)
+    if cfg.require_correct:
+        if is_correct is None:
+            raise ValueError("filter.require_correct needs an is_correct function")
+        stage = [s for s in stage if is_correct(s)]
+        funnel["after_answer"] = len(stage)
     best: dict[str, Sample] = {}
     for s in stage:  # ties keep the earliest sample, so the result is deterministic
         if s.id not in best or s.rep2 < best[s.id].rep2:

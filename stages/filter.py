@@ -11,6 +11,7 @@ from sert.filtering import filter_samples, format_funnel
 from sert.formats import reasoning_of
 from sert.io import read_jsonl, write_json, write_jsonl
 from sert.sampling import Sample
+from sert.tasks import get_task
 from stages.common import METRICS, PREPARED, SAMPLES, SELF_TRAIN, ParamsOption, load_params, read_examples, stage
 
 
@@ -21,7 +22,9 @@ def main(params: Path = ParamsOption) -> None:
     examples = {ex.id: ex for ex in read_examples(PREPARED / "train.jsonl")}
     fields = tuple(Sample.__dataclass_fields__)
     samples = [Sample(**{k: r[k] for k in fields}) for r in read_jsonl(SAMPLES, required=fields)]
-    selected, funnel = filter_samples(samples, p.filter)
+    task = get_task(p.task)
+    selected, funnel = filter_samples(
+        samples, p.filter, lambda s: task.is_correct(task.extract_answer(s.text), examples[s.id]))
     if not selected:
         raise EmptyResultError(f"no sample survived the filters ({format_funnel(funnel)}); loosen the filter params")
     records = []

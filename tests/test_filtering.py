@@ -23,7 +23,7 @@ def test_funnel_counts_each_filter_in_order():
         s("b", CHAIN, rep2=0.03),
     ]
     selected, funnel = filter_samples(samples, FilterConfig(min_tokens=25, max_rep2=0.2, min_perplexity=5))
-    assert list(funnel) == list(FUNNEL_KEYS)
+    assert list(funnel) == [k for k in FUNNEL_KEYS if k != "after_answer"]
     assert funnel == {"samples": 8, "after_pattern": 6, "after_length": 5, "after_repetition": 4,
                       "after_perplexity": 3, "selected": 2}
     assert {x.id: x.rep2 for x in selected} == {"a": 0.10, "b": 0.02}
@@ -41,3 +41,17 @@ def test_option_listing_is_dropped():
 @given(st.text())
 def test_pattern_never_crashes(text):
     pattern_ok(text, 3)
+
+
+def test_answer_aware_filter_is_off_by_default_and_drops_wrong_answers():
+    from sert.sampling import Sample
+
+    text = " First, 7 + 6 = 3. Then 3 + 2 = 5. So the answer is {}."
+    samples = [Sample("q", 0, " First", text.format(d), 30, 9.0, 0.0) for d in ("5", "4")]
+    cfg = FilterConfig(min_tokens=1, max_rep2=1.0, min_perplexity=0.0)
+    kept, funnel = filter_samples(samples, cfg)
+    assert "after_answer" not in funnel and funnel["selected"] == 1
+    cfg.require_correct = True
+    kept, funnel = filter_samples(samples, cfg, lambda s: s.text.endswith("is 5."))
+    assert funnel["after_perplexity"] == 2 and funnel["after_answer"] == 1 and kept[0].text.endswith("is 5.")
+    assert list(funnel) == [k for k in FUNNEL_KEYS if k in funnel]
