@@ -66,12 +66,13 @@ def read_jsonl(path: str | os.PathLike, required: tuple[str, ...] = ()) -> list[
     if not p.is_file():
         raise DataError(f"{p}: file not found")
     records = []
-    with open(p, encoding="utf-8", errors="strict") as f:
+    with open(p, "rb") as f:
+        raw_lines = list(f)
+    for number, raw in enumerate(raw_lines, 1):
         try:
-            lines = list(f)
+            line = raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise DataError(f"{p}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
-    for number, line in enumerate(lines, 1):
+            raise DataError(f"{p}:{number}: not valid UTF-8 ({err.reason} at column {err.start + 1})") from None
         if not line.strip():
             continue
         try:
