@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sert.tasks import TASKS
-from stages import base, evaluate, filter, prepare, report, sample, teacher, train
+from stages import base, evaluate, filter, judge, prepare, report, sample, teacher, train
 
 app = typer.Typer(
     help="Self-Enhanced Reasoning Training, one DVC stage per command. Run the whole pipeline with `dvc repro`.",
@@ -20,6 +20,7 @@ app.command("teacher")(teacher.main)
 app.command("train")(train.main)
 app.command("evaluate")(evaluate.main)
 app.command("report")(report.main)
+app.command("judge")(judge.main)
 
 
 @app.command("tasks")
