@@ -349,16 +349,21 @@ def run_jobs(jobs: Iterable[Any], work: Callable[[Any], Any], concurrency: int, 
     raises ``RequestFailed`` comes back as a ``Failure``. A progress bar shows rate and ETA."""
     jobs = list(jobs)
     results: list[Any] = [None] * len(jobs)
-    with ThreadPoolExecutor(max_workers=concurrency) as pool, \
-            tqdm(total=len(jobs), desc=desc, unit="q", mininterval=1.0) as bar:
-        futures = {pool.submit(work, job): i for i, job in enumerate(jobs)}
-        for future in as_completed(futures):
-            i = futures[future]
-            try:
-                results[i] = future.result()
-            except RequestFailed as err:
-                results[i] = Failure(jobs[i], str(err))
-            bar.update(1)
+    pool = ThreadPoolExecutor(max_workers=concurrency)
+    try:
+        with tqdm(total=len(jobs), desc=desc, unit="q", mininterval=1.0) as bar:
+            futures = {pool.submit(work, job): i for i, job in enumerate(jobs)}
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    results[i] = future.result()
+                except RequestFailed as err:
+                    results[i] = Failure(jobs[i], str(err))
+                bar.update(1)
+    finally:
+        # On Ctrl-C or an unexpected error, queued jobs must not keep sending requests; what was
+        # already answered is in the cache for the next run.
+        pool.shutdown(wait=False, cancel_futures=True)
     return results
 
 

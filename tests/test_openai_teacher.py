@@ -328,3 +328,36 @@ def test_parse_scores_rejects_incomplete_or_out_of_range_replies():
     assert parse_scores("Coherence: 8\nRelevance: 7\nLogical consistency: 9") is None
     assert parse_scores("Coherence: 80\nRelevance: 7\nLogical consistency: 9\nCompleteness: 6") is None
     assert parse_scores("I refuse.") is None
+
+
+def test_cache_survives_a_truncated_line(tmp_path):
+    from sert.api import ResponseCache
+
+    cache = ResponseCache(tmp_path / "c.jsonl")
+    cache.put("a", "chat", {"model": "m"}, {"text": "A"})
+    cache.close()
+    with open(tmp_path / "c.jsonl", "a") as f:
+        f.write('{"key": "b", "endpoint": "chat", "requ')  # killed mid-write
+    cache = ResponseCache(tmp_path / "c.jsonl")
+    assert cache.skipped == 1 and cache.get("a") == {"text": "A"} and cache.get("b") is None
+    cache.put("c", "chat", {"model": "m"}, {"text": "C"})
+    cache.close()
+    cache = ResponseCache(tmp_path / "c.jsonl")
+    assert cache.skipped == 1 and len(cache) == 2 and cache.get("c") == {"text": "C"}
+
+
+def test_api_caches_are_kept_by_repro_and_git():
+    """The default caches are no DVC output (repro would delete them) and are gitignored."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    caches = [Path(params["teacher"]["cache"]), Path(params["judge"]["cache"])]
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    outs = []
+    for stage in stages.values():
+        body = stage.get("do", stage)
+        for out in body.get("outs", []) + body.get("metrics", []):
+            outs.append(Path(next(iter(out)) if isinstance(out, dict) else out))
+    for cache in caches:
+        assert not any(cache == o or o in cache.parents for o in outs if "$" not in str(o)), cache
+        assert not any(part in ("data", "models", "metrics") for part in cache.parts[:1]), cache
+    assert "/.sert-cache" in (ROOT / ".gitignore").read_text().splitlines()
+    assert all(c.parts[0] == ".sert-cache" for c in caches)
