@@ -38,6 +38,11 @@ class OpenAITeacher(Teacher):
             missing = [f for f in fields if f not in template]
             if missing:
                 raise ParamsError(f"teacher.{key}: must contain {missing[0]}")
+            try:  # other braces would fail mid-run, after requests were paid for
+                template.format(question="q", prompt="p", rationale="r")
+            except (KeyError, IndexError, ValueError) as err:
+                raise ParamsError(f"teacher.{key}: bad placeholder ({err!r}); allowed: {{question}}, "
+                                  "{prompt}, {rationale} (write literal braces as {{ }})") from None
         if config.samples > 1 and config.temperature == 0:
             raise ParamsError("teacher.samples: several samples per question need teacher.temperature > 0")
         self.client = ApiClient(api_config(config), "teacher")  # reads the key: fails before any work

@@ -361,3 +361,21 @@ def test_api_caches_are_kept_by_repro_and_git():
         assert not any(part in ("data", "models", "metrics") for part in cache.parts[:1]), cache
     assert "/.sert-cache" in (ROOT / ".gitignore").read_text().splitlines()
     assert all(c.parts[0] == ".sert-cache" for c in caches)
+
+
+@given(before=st.text(max_size=50), after=st.text(max_size=50),
+       key=st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=20, max_size=60))
+def test_redact_removes_the_key_from_any_text(before, after, key):
+    from sert.api import redact
+
+    text = redact(before + key + after + key[:8] + "***" + key[-4:], key)
+    assert key not in text and key[:8] not in text and key[-8:] not in text
+
+
+def test_bad_templates_and_samples_are_params_errors(project, fake, capsys):
+    write_project(project, fake.base_url, reasoning_template="Q: {question} {oops}")
+    code, out = run_stage("teacher", capsys)
+    assert code == 1 and "teacher.reasoning_template: bad placeholder" in out and fake.requests == []
+    set_params(project, "teacher", reasoning_template="Q: {question}", samples=2)
+    code, out = run_stage("teacher", capsys)
+    assert code == 1 and "teacher.samples: several samples per question need teacher.temperature > 0" in out
