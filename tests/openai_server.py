@@ -81,6 +81,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.delay = 0.0  # seconds before every normal answer (to kill a run part-way)
         self.requests: list[tuple[str, str, dict]] = []  # (key, endpoint, body), in arrival order
         self.times: dict[str, list[float]] = {}  # arrival times per key
+        self.in_flight = self.max_in_flight = 0  # requests being handled now / at most so far
         self.counts: Counter[str] = Counter()
         self.answered: Counter[str] = Counter()  # keys that got a normal 200 answer
         self.lock = threading.Lock()
@@ -95,6 +96,7 @@ class FakeOpenAI(ThreadingHTTPServer):
             self.counts.clear()
             self.answered.clear()
             self.times.clear()
+            self.max_in_flight = 0
 
     def answer(self, endpoint: str, body: dict, prompt: str) -> str:
         if "Student answer:" in prompt:
@@ -136,6 +138,16 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps({"error": {"message": message, "type": "test"}}).encode(), headers)
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        with self.server.lock:
+            self.server.in_flight += 1
+            self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
+        try:
+            self._post()
+        finally:
+            with self.server.lock:
+                self.server.in_flight -= 1
+
+    def _post(self) -> None:
         s = self.server
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         endpoint = PATHS.get(self.path)

@@ -174,6 +174,7 @@ def test_kill_and_rerun_never_requests_twice(project, fake, capsys):
             pass  # a line cut by the kill
     assert 12 <= len(cached) < 2 * n
     before = set(fake.counts)
+    assert 2 <= fake.max_in_flight <= 4  # teacher.concurrency requests in flight, never more
     fake.reset_log()
     fake.delay = 0.0
     assert run_stage("teacher", capsys)[0] == 0
