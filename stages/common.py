@@ -10,12 +10,12 @@ from pathlib import Path
 import typer
 import yaml
 
+from sert.api import api_config, validate_api_config
 from sert.config import check, from_mapping
 from sert.errors import DataError, ParamsError, SertError
 from sert.evaluation import EvalConfig
 from sert.filtering import FilterConfig
 from sert.formats import PromptConfig
-from sert.api import api_config, validate_api_config
 from sert.io import read_jsonl
 from sert.judge import JudgeConfig
 from sert.modeling import TinyConfig
