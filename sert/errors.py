@@ -23,3 +23,7 @@ class ModelError(SertError):
 
 class EmptyResultError(SertError):
     """A step produced nothing to continue with (e.g. every sample was filtered out)."""
+
+
+class ApiError(SertError):
+    """Requests to an API failed for good, or too many did; the message says how many and why."""

@@ -4,6 +4,7 @@ A backend turns the prepared training questions into one ``Rationale`` per quest
 are entries in ``TEACHERS``; each is constructed from the ``teacher`` params and the task.
   oracle  the task's reference rationale (synthetic tasks' own steps, GSM8K's solutions)
   import  existing teacher completion files (``sert.teacher_import``)
+  openai  two-step zero-shot CoT against any OpenAI-compatible API (``sert.teacher_openai``)
 """
 
 from __future__ import annotations
@@ -27,6 +28,47 @@ class TeacherConfig:
     """Teacher model name for API backends."""
     only_correct: bool = True
     """Distil only rationales whose answer is correct (Fine-tune-CoT's rule)."""
+    # -- API backends (``openai``); the request machinery fields mirror ``sert.api.ApiConfig`` --
+    base_url: str | None = None
+    """OpenAI-compatible server root (e.g. ``http://localhost:8000/v1`` for vLLM); None = OpenAI."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable that holds the API key (the key is never put in params)."""
+    endpoint: str = "chat"
+    """``chat`` (chat completions) or ``completions`` (legacy text completions, as Fine-tune-CoT)."""
+    system: str | None = None
+    """Optional system message (chat) or preamble (completions); None sends none."""
+    reasoning_template: str = "Q: {question}\nA: Let's think step by step."
+    """Step 1 prompt (zero-shot CoT); must contain ``{question}``."""
+    answer_template: str = "{prompt}{rationale}\nTherefore, the answer is"
+    """Step 2 prompt; ``{prompt}`` is step 1's prompt, ``{rationale}`` its completion."""
+    temperature: float = 0.0
+    """Sampling temperature of the reasoning step (Fine-tune-CoT: 0; diverse reasoning: 0.7)."""
+    max_tokens: int = 128
+    """Reasoning completion length in tokens (Fine-tune-CoT: 128)."""
+    answer_max_tokens: int = 32
+    """Answer completion length in tokens."""
+    samples: int = 1
+    """Rationales per question (Fine-tune-CoT's diverse reasoning: several, with temperature > 0)."""
+    seed: int = 0
+    """First request seed when ``samples`` > 1 (sample i sends seed + i, so each is its own request)."""
+    concurrency: int = 8
+    """Requests in flight at once."""
+    timeout: float = 60.0
+    """Seconds to wait for one response before retrying it."""
+    max_retries: int = 6
+    """Retries per request on 429, 5xx, timeouts, dropped connections and malformed responses."""
+    backoff_base: float = 1.0
+    """First retry waits up to this many seconds, doubling per retry (full jitter); Retry-After wins."""
+    backoff_max: float = 60.0
+    """Cap on one backoff wait in seconds."""
+    max_requests: int | None = None
+    """Budget: requests sent per run (cache hits are free); None = unlimited."""
+    max_tokens_total: int | None = None
+    """Budget: prompt + completion tokens per run (worst case checked before each request); None = unlimited."""
+    max_failed_share: float = 0.0
+    """The stage fails if more than this share of (question, sample) jobs failed."""
+    cache: str = ".sert-cache/teacher.jsonl"
+    """Response cache (append-only; gitignored and not a DVC output, so ``dvc repro`` keeps it)."""
 
 
 @dataclass
@@ -47,11 +89,13 @@ class Teacher:
 
     def __init__(self, config: TeacherConfig, task: Task) -> None:
         self.config, self.task = config, task
-        self.report: dict = {}
-        """Backend-specific counts added to ``metrics/teacher.json`` after ``rationales``."""
 
     def rationales(self, examples: list[Example]) -> list[Rationale]:
         raise NotImplementedError
+
+    def extra_metrics(self) -> dict:
+        """Backend-specific metrics (usage, failures) merged into ``metrics/teacher.json``."""
+        return {}
 
 
 class OracleTeacher(Teacher):
@@ -71,8 +115,6 @@ TEACHERS: dict[str, Callable[[TeacherConfig, Task], Teacher]] = {"oracle": Oracl
 
 
 def get_teacher(config: TeacherConfig, task: Task) -> Teacher:
-    import sert.teacher_import  # noqa: F401  (registers the import backend)
-
     if config.backend not in TEACHERS:
         raise ParamsError(
             f"teacher.backend: unknown backend {config.backend!r}; available: {', '.join(sorted(TEACHERS))}"
@@ -84,3 +126,6 @@ def teacher_metrics(rationales: list[Rationale]) -> dict:
     n = len(rationales)
     n_correct = sum(r.correct for r in rationales)
     return {"accuracy": n_correct / n if n else 0.0, "n": n, "n_correct": n_correct}
+
+
+from sert import teacher_import, teacher_openai  # noqa: E402,F401  (register the ``import`` and ``openai`` backends)

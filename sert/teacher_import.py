@@ -70,6 +70,12 @@ def _finetune_cot_records(data: dict, path: str):
 class ImportTeacher(Teacher):
     """Rationales from an existing completion file (``teacher.source``)."""
 
+    report: dict = {}
+
+    def extra_metrics(self) -> dict:
+        """How many prepared questions had no completion, and how many matched by text, not id."""
+        return dict(self.report)
+
     def rationales(self, examples: list[Example]) -> list[Rationale]:
         if not self.config.source:
             raise ParamsError("teacher.source: the import backend needs a completion file (Fine-tune-CoT .json or .jsonl)")

@@ -10,12 +10,14 @@ from pathlib import Path
 import typer
 import yaml
 
+from sert.api import api_config, validate_api_config
 from sert.config import check, from_mapping
 from sert.errors import DataError, ParamsError, SertError
 from sert.evaluation import EvalConfig
 from sert.filtering import FilterConfig
 from sert.formats import PromptConfig
 from sert.io import read_jsonl
+from sert.judge import JudgeConfig
 from sert.modeling import TinyConfig
 from sert.sampling import SampleConfig
 from sert.tasks import Example, TaskConfig
@@ -55,6 +57,7 @@ class Params:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 
 SECTIONS = {name: f.default_factory for name, f in Params.__dataclass_fields__.items()}  # type: ignore[misc]
@@ -95,6 +98,17 @@ def validate_ranges(p: Params) -> None:
         check(value >= 0, key, f"must be non-negative, got {value}")
     check(p.train.schedule in ("constant", "cosine"), "train.schedule",
           f"expected 'constant' or 'cosine', got {p.train.schedule!r}")
+    # API backends (teacher.backend openai, the judge): request machinery and decoding.
+    for name, section in (("teacher", p.teacher), ("judge", p.judge)):
+        validate_api_config(api_config(section), name)
+        check(0 <= section.max_failed_share <= 1, f"{name}.max_failed_share",
+              f"must be in [0, 1], got {section.max_failed_share}")
+        check(section.temperature >= 0, f"{name}.temperature", f"must be non-negative, got {section.temperature}")
+        check(section.max_tokens >= 1, f"{name}.max_tokens", f"must be at least 1, got {section.max_tokens}")
+    for key, value in {"teacher.samples": p.teacher.samples, "teacher.answer_max_tokens": p.teacher.answer_max_tokens}.items():
+        check(value >= 1, key, f"must be at least 1, got {value}")
+    check(p.judge.max_outputs is None or p.judge.max_outputs >= 1, "judge.max_outputs",
+          f"must be at least 1 or null, got {p.judge.max_outputs}")
 
 
 def load_params(path: Path) -> Params:

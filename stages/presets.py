@@ -36,7 +36,10 @@ PAPER = {
     "filter": {"min_tokens": 25, "max_rep2": 0.2, "min_perplexity": 5.0, "min_reasoning_words": 3},
     # text-davinci-002 is retired: gpt-3.5-turbo-instruct is its closest successor on the same
     # (completions) endpoint; Fine-tune-CoT's decoding (temperature 0, 128 tokens).
-    "teacher": {"backend": "openai", "model": "gpt-3.5-turbo-instruct", "only_correct": True},
+    "teacher": {"backend": "openai", "model": "gpt-3.5-turbo-instruct", "endpoint": "completions",
+                "reasoning_template": "Q: {question}\nA: Let's think step by step.",
+                "answer_template": "{prompt}{rationale}\nTherefore, the answer is", "temperature": 0.0,
+                "max_tokens": 128, "samples": 1, "only_correct": True},
     # Batch 8, Adam (AdamW with no weight decay), lr 3e-4 constant, 20 epochs.
     "train": {"epochs": 20, "batch_size": 8, "lr": 0.0003, "schedule": "constant", "weight_decay": 0.0,
               "warmup_steps": 0, "max_length": 512, "seed": 0},

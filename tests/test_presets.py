@@ -28,7 +28,8 @@ def test_preset_validates_with_the_paper_protocol(path):
     assert (p.sample.branches, p.sample.samples_per_branch, p.sample.top_k, p.sample.top_p) == (5, 5, 10, 0.95)
     assert (p.filter.min_tokens, p.filter.max_rep2, p.filter.min_perplexity) == (25, 0.2, 5.0)
     assert (p.train.batch_size, p.train.lr, p.train.epochs, p.train.weight_decay) == (8, 3e-4, 20, 0.0)
-    assert p.teacher.backend == "openai" and p.teacher.only_correct
+    assert p.teacher.backend == "openai" and p.teacher.only_correct and p.teacher.endpoint == "completions"
+    assert (p.teacher.temperature, p.teacher.max_tokens) == (0.0, 128)   # Fine-tune-CoT's teacher decoding
     assert p.prompts.zero_shot == "Question: {question}\nAnswer:"
     assert "Run: cp presets/" in path.read_text()
 

@@ -189,7 +189,7 @@ def test_import_teacher_reproduces_finetune_cot_accuracy(strategyqa_all):
     train = split_by_file(examples, str(FT_SPLIT))["train"]
     on_train = teacher_metrics(teacher.rationales(train))
     assert (on_train["n"], on_train["n_correct"]) == (1603, 856)
-    assert teacher.report["questions_without_rationale"] == 0
+    assert teacher.extra_metrics()["questions_without_rationale"] == 0
 
 
 def test_import_teacher_jsonl_matches_by_id_then_question(tmp_path):
@@ -204,7 +204,7 @@ def test_import_teacher_jsonl_matches_by_id_then_question(tmp_path):
     teacher = get_teacher(TeacherConfig(backend="import", source=str(path)), t)
     got = {r.id: (r.answer, r.correct) for r in teacher.rationales(examples)}
     assert got == {"0": ("yes", True), "1": ("yes", False)}
-    assert teacher.report == {"questions": 3, "questions_without_rationale": 1, "matched_by_question_text": 1}
+    assert teacher.extra_metrics() == {"questions": 3, "questions_without_rationale": 1, "matched_by_question_text": 1}
     with pytest.raises(ParamsError, match="teacher.source"):
         get_teacher(TeacherConfig(backend="import"), t).rationales(examples)
     path.write_text(json.dumps({"id": "9", "rationale": "r"}) + "\n")

@@ -1,0 +1,375 @@
+"""Requests to an OpenAI-compatible API that never pay twice: cache, concurrency, retries, budget.
+
+Shared by the ``openai`` teacher (``sert.teacher_openai``) and the LLM judge (``sert.judge``).
+
+* ``ResponseCache``: an append-only JSONL file of responses keyed by ``request_key`` (a hash of
+  the endpoint and the full request body: model, messages or prompt, decoding). Each response is
+  written with one ``os.write`` on an ``O_APPEND`` descriptor as soon as it arrives, so a killed
+  process loses at most the requests that were in flight, and a rerun resends nothing it has.
+* ``ApiClient``: the official ``openai`` client with its own retries off (``max_retries=0``) and
+  ours on: exponential backoff with full jitter on 429, 5xx, timeouts, dropped connections and
+  malformed bodies, honouring ``Retry-After``. Ours, not the client's, because the client's
+  retries are invisible to the budget and the usage counts, and cannot be made fast in tests.
+* ``run_jobs``: a thread pool (``concurrency`` requests in flight) with a tqdm progress bar; a
+  job that fails is returned as a ``Failure`` with its reason, never dropped.
+
+The API key is read from the environment only and is redacted from every reason we record.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openai
+from tqdm.auto import tqdm
+
+from sert.errors import ApiError, ParamsError
+
+ENDPOINTS = ("chat", "completions")
+"""``chat``: /v1/chat/completions (default); ``completions``: the legacy /v1/completions."""
+
+
+class RequestFailed(ApiError):
+    """One request (or job) failed for good; the message is the recorded reason."""
+
+
+class BudgetExhausted(RequestFailed):
+    """Sending the next request could exceed the budget; nothing more is sent."""
+
+
+@dataclass
+class ApiConfig:
+    """How to reach the API and how hard to try. The teacher and judge params carry these fields."""
+
+    base_url: str | None = None
+    """Server root such as ``http://localhost:8000/v1`` (vLLM) or ``http://localhost:11434/v1``
+    (Ollama); None means the ``openai`` client's default (api.openai.com or $OPENAI_BASE_URL)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable holding the API key (never the key itself)."""
+    endpoint: str = "chat"
+    """``chat`` (chat completions) or ``completions`` (legacy text completions)."""
+    concurrency: int = 8
+    """Requests in flight at once."""
+    timeout: float = 60.0
+    """Seconds to wait for one response before retrying it."""
+    max_retries: int = 6
+    """Retries per request on 429, 5xx, timeouts, dropped connections and malformed responses."""
+    backoff_base: float = 1.0
+    """First retry waits up to this many seconds; doubles per retry (full jitter)."""
+    backoff_max: float = 60.0
+    """Cap on one backoff wait (a longer Retry-After from the server is still honoured)."""
+    max_requests: int | None = None
+    """Budget: at most this many requests sent in one run (cache hits are free); None = no limit."""
+    max_tokens_total: int | None = None
+    """Budget: at most this many prompt + completion tokens in one run; None = no limit. A request
+    is sent only if even its worst case (prompt bytes + max_tokens) fits in what is left."""
+    cache: str = ".sert-cache/api.jsonl"
+    """Response cache file (append-only JSONL; gitignored, not a DVC output, so repro keeps it)."""
+
+
+def api_config(section: Any) -> ApiConfig:
+    """The ``ApiConfig`` fields of a params section dataclass that carries them (teacher, judge)."""
+    return ApiConfig(**{name: getattr(section, name) for name in ApiConfig.__dataclass_fields__})
+
+
+def validate_api_config(cfg: ApiConfig, prefix: str) -> None:
+    from sert.config import check
+
+    check(cfg.endpoint in ENDPOINTS, f"{prefix}.endpoint", f"expected one of {', '.join(ENDPOINTS)}, got {cfg.endpoint!r}")
+    check(cfg.concurrency >= 1, f"{prefix}.concurrency", f"must be at least 1, got {cfg.concurrency}")
+    check(cfg.timeout > 0, f"{prefix}.timeout", f"must be positive, got {cfg.timeout}")
+    check(cfg.max_retries >= 0, f"{prefix}.max_retries", f"must be non-negative, got {cfg.max_retries}")
+    check(cfg.backoff_base >= 0, f"{prefix}.backoff_base", f"must be non-negative, got {cfg.backoff_base}")
+    check(cfg.backoff_max >= 0, f"{prefix}.backoff_max", f"must be non-negative, got {cfg.backoff_max}")
+    for key in ("max_requests", "max_tokens_total"):
+        value = getattr(cfg, key)
+        check(value is None or value >= 0, f"{prefix}.{key}", f"must be non-negative or null, got {value}")
+    check(bool(cfg.api_key_env), f"{prefix}.api_key_env", "must name an environment variable")
+    check(bool(cfg.cache), f"{prefix}.cache", "must be a file path")
+
+
+def read_api_key(cfg: ApiConfig, prefix: str) -> str:
+    """The key from the environment; a clear error (naming the variable, never a value) if unset."""
+    key = os.environ.get(cfg.api_key_env, "").strip()
+    if not key:
+        raise ParamsError(
+            f"{prefix}.api_key_env: environment variable {cfg.api_key_env} is not set; export the API key "
+            f"there (local servers such as vLLM or Ollama accept any non-empty value)"
+        )
+    return key
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with the key, and anything shaped like an OpenAI key, replaced by ``***``."""
+    if secret:
+        text = text.replace(secret, "***")
+        # Providers echo a masked key ("sk-abc1***wxyz"): drop any long-enough piece of ours too.
+        for piece in {secret[:8], secret[-8:]} if len(secret) >= 16 else ():
+            text = text.replace(piece, "***")
+    return re.sub(r"\bsk-[A-Za-z0-9_\-*]{6,}", "sk-***", text)
+
+
+def request_key(endpoint: str, body: dict[str, Any]) -> str:
+    """Cache key: sha256 of the endpoint and the full request body (canonical JSON)."""
+    blob = json.dumps({"endpoint": endpoint, "body": body}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """Append-only JSONL of ``{"key", "endpoint", "request", "response"}``; one line per response."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.entries: dict[str, dict] = {}
+        self.skipped = 0
+        if self.path.is_file():
+            data = self.path.read_bytes()
+            for line in data.splitlines():
+                try:
+                    record = json.loads(line)
+                    self.entries[record["key"]] = record["response"]
+                except (ValueError, KeyError, TypeError):
+                    self.skipped += 1  # a line cut short by a kill: that request is simply sent again
+        else:
+            data = b""
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        if data and not data.endswith(b"\n"):
+            os.write(self._fd, b"\n")  # never glue a new record onto a truncated one
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, endpoint: str, body: dict, response: dict) -> None:
+        line = json.dumps({"key": key, "endpoint": endpoint, "request": body, "response": response},
+                          ensure_ascii=False) + "\n"
+        with self._lock:
+            os.write(self._fd, line.encode("utf-8"))  # one write per record: whole lines or nothing
+            self.entries[key] = response
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+@dataclass
+class Usage:
+    """Token and request counts; ``sent``/tokens are what this run paid, ``cached`` what it reused."""
+
+    requests_sent: int = 0
+    responses: int = 0
+    retries: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    cached_completion_tokens: int = 0
+    reserved_tokens: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "requests_sent": self.requests_sent, "responses": self.responses, "retries": self.retries,
+            "cache_hits": self.cache_hits, "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens, "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "cached_prompt_tokens": self.cached_prompt_tokens,
+            "cached_completion_tokens": self.cached_completion_tokens, "errors": dict(sorted(self.errors.items())),
+        }
+
+
+def _retry_after(err: Exception) -> float | None:
+    """Seconds from a Retry-After (or retry-after-ms) header, if the server sent one."""
+    response = getattr(err, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        if headers.get("retry-after-ms"):
+            return float(headers["retry-after-ms"]) / 1000
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class ApiClient:
+    """Cached, budgeted, retried single requests; safe to call from many threads."""
+
+    def __init__(self, cfg: ApiConfig, prefix: str, cache: ResponseCache | None = None) -> None:
+        self.cfg, self.prefix = cfg, prefix
+        self._key = read_api_key(cfg, prefix)  # before any work: a missing key fails here
+        self.cache = cache if cache is not None else ResponseCache(cfg.cache)
+        self.client = openai.OpenAI(api_key=self._key, base_url=cfg.base_url, max_retries=0, timeout=cfg.timeout)
+        self.usage = Usage()
+        self._lock = threading.Lock()
+        self._stopped: str | None = None
+
+    def redact(self, text: str) -> str:
+        return redact(text, self._key)
+
+    def body(self, model: str, prompt: str, max_tokens: int, temperature: float, system: str | None = None,
+             seed: int | None = None) -> dict[str, Any]:
+        """The request body for the configured endpoint (what is sent, and what is hashed)."""
+        body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "temperature": temperature}
+        if self.cfg.endpoint == "chat":
+            messages = [{"role": "system", "content": system}] if system else []
+            body["messages"] = messages + [{"role": "user", "content": prompt}]
+        else:
+            body["prompt"] = (system + "\n\n" + prompt) if system else prompt
+        if seed is not None:
+            body["seed"] = seed
+        return body
+
+    # -- budget ---------------------------------------------------------------
+    @staticmethod
+    def _worst_case_tokens(body: dict[str, Any]) -> int:
+        # Byte-level BPE never uses more tokens than bytes; chat adds a few tokens per message.
+        text = body.get("prompt") or "".join(m["content"] for m in body.get("messages", []))
+        return len(text.encode("utf-8")) + 8 * len(body.get("messages", [])) + 8 + body["max_tokens"]
+
+    def _reserve(self, worst: int) -> None:
+        cfg = self.cfg
+        with self._lock:
+            if self._stopped is None:
+                if cfg.max_requests is not None and self.usage.requests_sent + 1 > cfg.max_requests:
+                    self._stopped = f"budget exhausted: {self.prefix}.max_requests={cfg.max_requests}"
+                elif cfg.max_tokens_total is not None and (
+                        self.usage.prompt_tokens + self.usage.completion_tokens + self.usage.reserved_tokens
+                        + worst > cfg.max_tokens_total):
+                    self._stopped = f"budget exhausted: {self.prefix}.max_tokens_total={cfg.max_tokens_total}"
+            if self._stopped is not None:
+                raise BudgetExhausted(self._stopped)
+            self.usage.requests_sent += 1
+            self.usage.reserved_tokens += worst
+
+    def _settle(self, worst: int, prompt_tokens: int, completion_tokens: int) -> None:
+        with self._lock:
+            self.usage.reserved_tokens -= worst
+            self.usage.prompt_tokens += prompt_tokens
+            self.usage.completion_tokens += completion_tokens
+
+    def _count_error(self, reason: str) -> None:
+        with self._lock:
+            self.usage.errors[reason] = self.usage.errors.get(reason, 0) + 1
+
+    # -- one request ------------------------------------------------------------
+    def complete(self, body: dict[str, Any]) -> dict:
+        """``{"text", "finish_reason", "prompt_tokens", "completion_tokens"}`` for ``body``, from the
+        cache or the API; raises ``RequestFailed`` with a (redacted) reason when it gives up."""
+        endpoint = self.cfg.endpoint
+        key = request_key(endpoint, body)
+        hit = self.cache.get(key)
+        if hit is not None:
+            with self._lock:
+                self.usage.cache_hits += 1
+                self.usage.cached_prompt_tokens += hit.get("prompt_tokens", 0)
+                self.usage.cached_completion_tokens += hit.get("completion_tokens", 0)
+            return hit
+        worst = self._worst_case_tokens(body)
+        reason = "no attempt"
+        for attempt in range(self.cfg.max_retries + 1):
+            if attempt:
+                with self._lock:
+                    self.usage.retries += 1
+            self._reserve(worst)
+            wait: float | None = None
+            try:
+                create = self.client.chat.completions.create if endpoint == "chat" else self.client.completions.create
+                raw = create(**body)
+                try:
+                    choice = raw.choices[0]
+                    text = (choice.message.content if endpoint == "chat" else choice.text) or ""
+                    usage = raw.usage
+                    response = {"text": text, "finish_reason": choice.finish_reason,
+                                "prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
+                                "completion_tokens": getattr(usage, "completion_tokens", 0) or 0}
+                except (AttributeError, IndexError, TypeError) as err:  # a 200 that is not a completion
+                    raise ValueError(f"no completion in the response ({type(err).__name__})") from None
+            except openai.APITimeoutError:  # subclass of APIConnectionError: test it first
+                self._settle(worst, 0, 0)
+                reason = f"timeout after {self.cfg.timeout:g}s"
+            except openai.APIConnectionError as err:
+                self._settle(worst, 0, 0)
+                reason = "connection error: " + self.redact(str(err.__cause__ or err))[:200]
+            except openai.APIStatusError as err:
+                self._settle(worst, 0, 0)
+                detail = err.body if isinstance(err.body, dict) else {}
+                message = detail.get("message") if isinstance(detail.get("message"), str) else err.message
+                reason = f"HTTP {err.status_code}: " + self.redact(str(message))[:200]
+                if err.status_code != 429 and err.status_code < 500 and err.status_code != 408:
+                    self._count_error(f"HTTP {err.status_code}")
+                    raise RequestFailed(reason) from None  # 400/401/404...: retrying cannot help
+                wait = _retry_after(err)
+            except (openai.APIResponseValidationError, ValueError) as err:
+                # A 200 whose body is not a completion (malformed JSON, no choices): a broken proxy.
+                self._settle(worst, 0, 0)
+                reason = "malformed response: " + self.redact(type(err).__name__ + ": " + str(err))[:200]
+            else:
+                self._settle(worst, response["prompt_tokens"], response["completion_tokens"])
+                self.cache.put(key, endpoint, body, response)
+                with self._lock:
+                    self.usage.responses += 1
+                return response
+            self._count_error(reason.split(":")[0] if not reason.startswith("timeout") else "timeout")
+            if attempt < self.cfg.max_retries:
+                backoff = random.uniform(0, min(self.cfg.backoff_max, self.cfg.backoff_base * 2**attempt))
+                time.sleep(max(backoff, wait or 0.0))
+        raise RequestFailed(f"{reason} (gave up after {self.cfg.max_retries + 1} attempts)")
+
+
+@dataclass
+class Failure:
+    """A job that ended without a result, and why."""
+
+    job: Any
+    reason: str
+
+
+def run_jobs(jobs: Iterable[Any], work: Callable[[Any], Any], concurrency: int, desc: str) -> list[Any]:
+    """``work(job)`` for every job on ``concurrency`` threads, in job order; a job whose ``work``
+    raises ``RequestFailed`` comes back as a ``Failure``. A progress bar shows rate and ETA."""
+    jobs = list(jobs)
+    results: list[Any] = [None] * len(jobs)
+    pool = ThreadPoolExecutor(max_workers=concurrency)
+    try:
+        with tqdm(total=len(jobs), desc=desc, unit="q", mininterval=1.0) as bar:
+            futures = {pool.submit(work, job): i for i, job in enumerate(jobs)}
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    results[i] = future.result()
+                except RequestFailed as err:
+                    results[i] = Failure(jobs[i], str(err))
+                bar.update(1)
+    finally:
+        # On Ctrl-C or an unexpected error, queued jobs must not keep sending requests; what was
+        # already answered is in the cache for the next run.
+        pool.shutdown(wait=False, cancel_futures=True)
+    return results
+
+
+def failure_summary(failures: list[Failure]) -> dict[str, int]:
+    """Failure counts by reason, with per-request details (numbers, timeouts) kept."""
+    counts: dict[str, int] = {}
+    for f in failures:
+        counts[f.reason] = counts.get(f.reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))

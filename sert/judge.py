@@ -1,0 +1,166 @@
+"""The LLM judge: scores each test output 0-10 for coherence, relevance, logical consistency and
+completeness (the paper's "reasoning detail" evaluation, judged there by Llama-3-8B-Instruct).
+
+One request per (variant, question) through ``sert.api`` (cache, concurrency, retries, budget);
+``parse_scores`` reads the four scores from whatever the judge wrote, and a reply without all
+four is a recorded failure, not a zero.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sert.api import ApiClient, Failure, RequestFailed, api_config, failure_summary, run_jobs
+from sert.errors import ParamsError
+
+CRITERIA = ("coherence", "relevance", "logical_consistency", "completeness")
+_NAMES = {"coherence": r"coheren(?:ce|t)", "relevance": r"relevan(?:ce|t)",
+          "logical_consistency": r"logical(?:[\s_-]*consistency)?", "completeness": r"complete(?:ness)?"}
+# "Coherence (0-10): 8" must not read the 0 of the scale: drop scale mentions before parsing.
+_SCALE = re.compile(r"\(?\s*(?:from\s+)?(?<![\d.])0\s*(?:-|–|to)\s*10\s*\)?", re.IGNORECASE)
+_NUMBER = r"(\d+(?:\.\d+)?)(?:\s*(?:/|out\s+of)\s*10)?"
+
+DEFAULT_TEMPLATE = (
+    "Evaluate the reasoning in a student's answer to a question.\n\n"
+    "Question: {question}\nStudent answer: {output}\n\n"
+    "Score the answer from 0 (worst) to 10 (best) for coherence, relevance, logical consistency and "
+    "completeness. Reply in exactly this format:\n"
+    "Coherence: <score>\nRelevance: <score>\nLogical consistency: <score>\nCompleteness: <score>\n"
+    "Conclusion: <one short sentence>"
+)
+
+
+def _patterns(name: str) -> list[re.Pattern[str]]:
+    # Preferred: the name at the start of a line ("**Coherence**: 8", "- Relevance - 7/10");
+    # fallback: the name anywhere followed closely by a number ("coherence is 8").
+    gap = r"[^\w\n]{0,12}?(?:score\W{0,4})?(?:is\s+|of\s+)?"
+    return [re.compile(rf"(?im)^[^\w\n]*{_NAMES[name]}\b{gap}{_NUMBER}"),
+            re.compile(rf"(?i)\b{_NAMES[name]}\b{gap}{_NUMBER}")]
+
+
+_PATTERNS = {name: _patterns(name) for name in CRITERIA}
+
+
+def parse_scores(text: str) -> dict[str, float] | None:
+    """The four scores in ``text`` (each in [0, 10]), or None unless all four are found."""
+    text = _SCALE.sub(" ", text)
+    scores = {}
+    for name in CRITERIA:
+        for pattern in _PATTERNS[name]:
+            values = [float(m.group(1)) for m in pattern.finditer(text)]
+            values = [v for v in values if 0 <= v <= 10]
+            if values:
+                scores[name] = values[0]
+                break
+        else:
+            return None
+    return scores
+
+
+@dataclass
+class JudgeConfig:
+    """The LLM judge (the ``judge`` section of params). Off by default: the offline run needs no API."""
+
+    enabled: bool = False
+    """Run the judge (needs an API key and a reachable server)."""
+    model: str | None = None
+    """Judge model (paper: Llama-3-8B-Instruct, e.g. served by vLLM; or an OpenAI model)."""
+    variants: list[str] = field(default_factory=list)
+    """Variants whose test outputs are judged; empty = all evaluated variants."""
+    max_outputs: int | None = None
+    """Judge only the first N test questions per variant (paper ablation: 100); None = all."""
+    template: str = DEFAULT_TEMPLATE
+    """Judge prompt; ``{question}`` and ``{output}`` are filled in."""
+    system: str | None = None
+    """Optional system message."""
+    temperature: float = 0.0
+    """Judge sampling temperature (0: deterministic, cacheable scores)."""
+    max_tokens: int = 256
+    """Length of the judge's reply in tokens."""
+    max_failed_share: float = 0.05
+    """The step fails if more than this share of outputs got no parseable scores."""
+    base_url: str | None = None
+    """OpenAI-compatible server root; None = OpenAI."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable that holds the API key."""
+    endpoint: str = "chat"
+    """``chat`` or ``completions``."""
+    concurrency: int = 8
+    """Requests in flight at once."""
+    timeout: float = 60.0
+    """Seconds to wait for one response before retrying it."""
+    max_retries: int = 6
+    """Retries per request on 429, 5xx, timeouts, dropped connections and malformed responses."""
+    backoff_base: float = 1.0
+    """First retry waits up to this many seconds, doubling per retry (full jitter); Retry-After wins."""
+    backoff_max: float = 60.0
+    """Cap on one backoff wait in seconds."""
+    max_requests: int | None = None
+    """Budget: requests sent per run; None = unlimited."""
+    max_tokens_total: int | None = None
+    """Budget: prompt + completion tokens per run; None = unlimited."""
+    cache: str = ".sert-cache/judge.jsonl"
+    """Response cache (append-only; not a DVC output, so ``dvc repro`` keeps it)."""
+
+
+@dataclass
+class Item:
+    """One output to judge."""
+
+    variant: str
+    id: str
+    question: str
+    output: str
+
+
+def _aggregate(scored: list[dict], n: int, failed: int) -> dict:
+    out: dict = {"n": n, "scored": len(scored), "failed": failed}
+    if scored:
+        means = {c: sum(s[c] for s in scored) / len(scored) for c in CRITERIA}
+        out["mean"] = {c: round(v, 3) for c, v in means.items()}
+        out["overall"] = round(sum(means.values()) / len(CRITERIA), 3)
+        # Score distribution per criterion: counts of each integer score 0..10 (rounded half up).
+        out["distribution"] = {c: [sum(1 for s in scored if int(s[c] + 0.5) == k) for k in range(11)]
+                               for c in CRITERIA}
+    return out
+
+
+class Judge:
+    def __init__(self, config: JudgeConfig) -> None:
+        if not config.model:
+            raise ParamsError("judge.model: required when judge.enabled is true")
+        for placeholder in ("{question}", "{output}"):
+            if placeholder not in config.template:
+                raise ParamsError(f"judge.template: must contain {placeholder}")
+        self.config = config
+        self.client = ApiClient(api_config(config), "judge")  # reads the key before any work
+
+    def _one(self, item: Item) -> dict:
+        c = self.config
+        prompt = c.template.replace("{question}", item.question).replace("{output}", item.output.strip())
+        reply = self.client.complete(self.client.body(c.model, prompt, c.max_tokens, c.temperature, c.system))
+        scores = parse_scores(reply["text"])
+        if scores is None:
+            raise RequestFailed("judge reply without all four scores")
+        return {"variant": item.variant, "id": item.id, "scores": scores, "reply": reply["text"]}
+
+    def run(self, items: list[Item]) -> tuple[list[dict], dict]:
+        """Per-output records and metrics (per-variant means and distributions, usage, failures)."""
+        results = run_jobs(items, self._one, self.client.cfg.concurrency, desc=f"judge {self.config.model}")
+        failures = [r for r in results if isinstance(r, Failure)]
+        records = []
+        for item, r in zip(items, results):
+            if isinstance(r, Failure):
+                records.append({"variant": item.variant, "id": item.id, "scores": None, "failure": r.reason})
+            else:
+                records.append(r)
+        variants: dict[str, dict] = {}
+        for name in dict.fromkeys(i.variant for i in items):
+            mine = [r for r in records if r["variant"] == name]
+            scored = [r["scores"] for r in mine if r["scores"] is not None]
+            variants[name] = _aggregate(scored, len(mine), len(mine) - len(scored))
+        metrics = {"enabled": True, "model": self.config.model, "variants": variants, "n": len(items),
+                   "failed": len(failures), "failure_reasons": failure_summary(failures),
+                   "usage": self.client.usage.to_json()}
+        return records, metrics
