@@ -101,8 +101,8 @@ def test_dvc_plots_show_renders_every_plot_and_variant(project, tmp_path):
     html = (out / "index.html").read_text()
     assert (out / "static" / "workspace_metrics_report.svg").read_text() == (project / "metrics/report.svg").read_text()
     data = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)["data"]
-    assert set(data) == {"metrics/report.svg", "filter_funnel", "accuracy", "format_rate", "reasoning_rate",
-                         "length", "repetition", "confusion"}
+    assert {"metrics/report.svg", "filter_funnel", "accuracy", "format_rate", "reasoning_rate", "length",
+            "repetition", "confusion"} <= set(data)  # other plots (training curves) may sit beside them
     funnel = json.loads((project / "metrics/filter.json").read_text())
     assert [r["count"] for r in data["filter_funnel"][0]["content"]["data"]["values"]] == [
         funnel[k] for k, _ in FUNNEL_STEPS]
