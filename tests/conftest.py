@@ -1,7 +1,10 @@
 import random
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -30,3 +33,54 @@ def gpt2_tokenizer():
     bpe = ByteLevelBPETokenizer(str(data / "encoder.json"), str(data / "vocab.bpe"))
     eos = "<|endoftext|>"
     return GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=eos, bos_token=eos, unk_token=eos, pad_token=eos)
+
+
+TINY = {
+    "task": {"n_train": 12, "n_test": 8},
+    "pretrain": {"n_layer": 1, "n_embd": 64, "n_head": 2, "documents": 3000, "steps": 250, "batch_size": 16,
+                 "lr": 0.003},
+    "sample": {"branches": 3, "samples_per_branch": 2, "max_new_tokens": 32},
+    "filter": {"min_tokens": 5, "max_rep2": 1.0, "min_perplexity": 0.0},
+    "train": {"epochs": 1},
+    "evaluate": {"max_new_tokens": 24},
+}
+
+
+def run(args, cwd, check=True):
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory):
+    """The tiny pipeline, run once per test session by `dvc repro` in a temporary git + DVC project.
+
+    Tests that change the project (commits, experiments, remotes) work on a copy (`copy_project`).
+    """
+    dest = tmp_path_factory.mktemp("sert") / "project"
+    dest.mkdir()
+    for name in ("sert", "stages"):
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", dest)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], dest)
+    run(["dvc", "init", "-q"], dest)
+    run(["dvc", "config", "core.analytics", "false"], dest)
+    run(["dvc", "repro"], dest)
+    return dest
+
+
+def copy_project(project: Path, dest: Path, commit: bool = True) -> Path:
+    """A copy of the tiny project (workspace, .git, .dvc with its cache), committed to git so that
+    experiments and clones see the whole pipeline; tests that change a project use a copy."""
+    shutil.copytree(project, dest, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    if commit:
+        run(["git", "add", "-A"], dest)
+        run(["git", "-c", "user.name=sert tests", "-c", "user.email=tests@example.invalid", "commit", "-q",
+             "-m", "tiny pipeline"], dest)
+    return dest

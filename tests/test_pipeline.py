@@ -1,51 +1,12 @@
 """End to end: the real stages, run by `dvc repro` on a very small configuration in a temporary
-copy of the project; then the bad-input paths of the CLI on that copy."""
+copy of the project (the session fixture `project` in conftest.py, shared with test_report.py and
+test_workflow.py); then the bad-input paths of the CLI on that copy."""
 
 import json
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-
-TINY = {
-    "task": {"n_train": 12, "n_test": 8},
-    "pretrain": {"n_layer": 1, "n_embd": 64, "n_head": 2, "documents": 3000, "steps": 250, "batch_size": 16,
-                 "lr": 0.003},
-    "sample": {"branches": 3, "samples_per_branch": 2, "max_new_tokens": 32},
-    "filter": {"min_tokens": 5, "max_rep2": 1.0, "min_perplexity": 0.0},
-    "train": {"epochs": 1},
-    "evaluate": {"max_new_tokens": 24},
-}
-
-
-def run(args, cwd, check=True):
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    dest = tmp_path_factory.mktemp("sert") / "project"
-    dest.mkdir()
-    for name in ("sert", "stages"):
-        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", dest)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], dest)
-    run(["dvc", "init", "-q"], dest)
-    run(["dvc", "config", "core.analytics", "false"], dest)
-    run(["dvc", "repro"], dest)
-    return dest
-
+from conftest import run
 
 def test_repro_writes_every_output_and_metric(project):
     for split in ("train", "test"):

@@ -1,0 +1,67 @@
+"""Published SERT results (Zhang et al., 2025, Table II), for the report's comparison column.
+
+Acc is in percent as printed in the paper; Fmt is a fraction, Len mean generated tokens, Rep
+the repetition rate. The paper reports only accuracy for Finetune, so its other fields are None.
+Source: ../shared/docs/sert-protocol.md, "Published numbers".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Published:
+    """One cell of Table II."""
+
+    accuracy: float
+    """Test accuracy in percent."""
+    format_rate: float | None = None
+    """Fmt: share of well-formatted outputs."""
+    length: float | None = None
+    """Len: mean generated tokens."""
+    repetition: float | None = None
+    """Rep: repetition rate."""
+
+
+P = Published
+# (student, method) -> {task: Published}; methods use the pipeline's variant names.
+TABLE_II: dict[tuple[str, str], dict[str, Published]] = {
+    ("gpt2", "finetune"): {"strategyqa": P(54.00), "commonsenseqa": P(20.80)},
+    ("gpt2", "sert"): {"strategyqa": P(54.00, 0.91, 145.33, 0.53), "commonsenseqa": P(20.72, 0.96, 120.80, 0.50)},
+    ("gpt2", "sert_rd"): {"strategyqa": P(54.65, 0.99, 116.62, 0.50), "commonsenseqa": P(21.95, 0.97, 114.30, 0.49)},
+    ("gpt2", "rd"): {"strategyqa": P(52.69, 0.92, 116.23, 0.52), "commonsenseqa": P(21.87, 0.91, 167.11, 0.61)},
+    ("gpt2-medium", "finetune"): {"strategyqa": P(50.22), "commonsenseqa": P(19.82)},
+    ("gpt2-medium", "sert"): {"strategyqa": P(55.17, 0.89, 149.11, 0.49),
+                              "commonsenseqa": P(23.10, 0.82, 160.26, 0.56)},
+    ("gpt2-medium", "sert_rd"): {"strategyqa": P(56.34, 1.00, 103.42, 0.49),
+                                 "commonsenseqa": P(25.72, 0.90, 116.34, 0.52)},
+    ("gpt2-medium", "rd"): {"strategyqa": P(52.69, 0.85, 181.06, 0.56),
+                            "commonsenseqa": P(21.54, 0.66, 257.40, 0.67)},
+    ("gpt2-large", "finetune"): {"strategyqa": P(53.57), "commonsenseqa": P(20.88)},
+    ("gpt2-large", "sert"): {"strategyqa": P(55.75, 0.94, 63.06, 0.33), "commonsenseqa": P(22.63, 0.99, 77.53, 0.46)},
+    ("gpt2-large", "sert_rd"): {"strategyqa": P(57.21, 0.97, 80.28, 0.47),
+                                "commonsenseqa": P(26.03, 1.00, 94.18, 0.47)},
+    ("gpt2-large", "rd"): {"strategyqa": P(50.22, 0.79, 90.48, 0.51), "commonsenseqa": P(22.93, 0.93, 96.15, 0.51)},
+}
+
+TASK_ALIASES = {"strategyqa": "strategyqa", "strategy_qa": "strategyqa", "commonsenseqa": "commonsenseqa",
+                "commonsense_qa": "commonsenseqa", "csqa": "commonsenseqa"}
+"""Task names that refer to a published task (the registry may spell them either way)."""
+
+
+def published_student(model: str) -> str | None:
+    """The paper's student for a ``student.model`` value (Hub id with or without its
+    ``openai-community/`` owner), or None for anything else (tiny, local directories)."""
+    name = model.strip().rstrip("/").lower()
+    name = name.removeprefix("openai-community/")
+    return name if name in ("gpt2", "gpt2-medium", "gpt2-large") else None
+
+
+def published_run(task: str, model: str) -> dict[str, Published] | None:
+    """Table II numbers per variant for this task and student, or None when the paper has no such run."""
+    student = published_student(model)
+    task_key = TASK_ALIASES.get(task.lower())
+    if student is None or task_key is None:
+        return None
+    return {method: cells[task_key] for (s, method), cells in TABLE_II.items() if s == student}
