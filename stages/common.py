@@ -20,7 +20,7 @@ from sert.modeling import TinyConfig
 from sert.sampling import SampleConfig
 from sert.tasks import Example, TaskConfig
 from sert.teacher import TeacherConfig
-from sert.training import TrainConfig
+from sert.training import TrainConfig, check_config
 
 PREPARED = Path("data/prepared")
 BASE_MODEL = Path("models/base")
@@ -93,6 +93,9 @@ def validate_ranges(p: Params) -> None:
         check(value >= 0, key, f"must be non-negative, got {value}")
     check(p.train.schedule in ("constant", "cosine"), "train.schedule",
           f"expected 'constant' or 'cosine', got {p.train.schedule!r}")
+    check_config(p.train, "train")  # precision, device, grad_accum, checkpoint_every
+    check(p.pretrain.checkpoint_every >= 0, "pretrain.checkpoint_every",
+          f"must be non-negative, got {p.pretrain.checkpoint_every}")
 
 
 def load_params(path: Path) -> Params:
