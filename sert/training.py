@@ -25,6 +25,7 @@ nanoGPT-style loop, readable in one sitting:
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -198,6 +199,12 @@ def split_batch(batch: list[int], lengths: list[int], parts: int) -> list[list[i
         out.append(ordered[start:end])
         start = end
     return out
+
+
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a multi-process launch (``accelerate launch``/torchrun
+    set RANK): only the main process writes a stage's outputs."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

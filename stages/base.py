@@ -12,7 +12,7 @@ import typer
 from sert.io import atomic_path, write_json
 from sert.modeling import build_tiny_model, load_student, save_student, train_tokenizer
 from sert.tasks import get_task
-from sert.training import TrainConfig, encode_segments, train_causal_lm
+from sert.training import TrainConfig, encode_segments, is_main_process, train_causal_lm
 from stages.common import BASE_MODEL, METRICS, PREPARED, ParamsOption, load_params, read_examples, stage
 from stages.train import CHECKPOINTS, PLOTS, write_loss_curve
 
@@ -40,6 +40,8 @@ def main(params: Path = ParamsOption) -> None:
                         checkpoint_every=cfg.checkpoint_every),
             tokenizer.pad_token_id, total_steps=cfg.steps, desc="pretrain", checkpoint_dir=CHECKPOINTS / "base",
         )
+        if not is_main_process():  # `accelerate launch`: one process writes the outputs
+            return
         write_loss_curve(PLOTS / "pretrain.csv", losses)
         tail = losses[-max(1, len(losses) // 20):]
         metrics.update(pretrain_loss=round(sum(tail) / len(tail), 4), steps=cfg.steps, documents=len(docs))

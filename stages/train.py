@@ -18,7 +18,7 @@ from sert.formats import distill_text, finetune_text, self_train_text
 from sert.io import atomic_path, read_jsonl, write_json, write_text
 from sert.modeling import load_student, save_student
 from sert.tasks import Example
-from sert.training import prompt_target, train_causal_lm
+from sert.training import is_main_process, prompt_target, train_causal_lm
 from stages.common import METRICS, PREPARED, SELF_TRAIN, TEACHER, ParamsOption, load_params, read_examples, stage
 
 VARIANT_INPUTS = {
@@ -76,6 +76,8 @@ def main(variant: str = typer.Argument(..., help=f"One of: {', '.join(VARIANT_IN
     losses = train_causal_lm(model, examples, p.train, tokenizer.pad_token_id, desc=f"train {variant}",
                              checkpoint_dir=checkpoints)
     out = Path("models") / variant
+    if not is_main_process():  # `accelerate launch`: one process writes the outputs
+        return
     with atomic_path(out, directory=True) as tmp:
         save_student(model, tokenizer, tmp)
     tail = losses[-max(1, len(losses) // 20):]
