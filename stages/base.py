@@ -47,6 +47,7 @@ def main(params: Path = ParamsOption) -> None:
         metrics.update(pretrain_loss=round(sum(tail) / len(tail), 4), steps=cfg.steps, documents=len(docs))
     else:
         model, tokenizer = load_student(p.student.model, p.student.trust_remote_code)
+        write_loss_curve(PLOTS / "pretrain.csv", [])  # no pretraining: an empty curve (the out must exist)
     metrics["parameters"] = sum(t.numel() for t in model.parameters())
     with atomic_path(BASE_MODEL, directory=True) as tmp:
         save_student(model, tokenizer, tmp)
