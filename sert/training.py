@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from sert.checkpoint import Checkpoints, run_key
 from sert.config import check
+from sert.errors import ParamsError
 
 IGNORE = -100
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -219,7 +220,7 @@ def make_accelerator(device: str):
 
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device: cuda requested but no CUDA device is available")
+        raise ParamsError("train.device: cuda requested but no CUDA device is available")
     # mixed_precision="no": autocast is applied explicitly around the forward pass, so that the
     # precision is a param (not accelerate's process-wide state, which cannot change once set).
     return Accelerator(cpu=cpu, mixed_precision="no")
@@ -251,8 +252,8 @@ def train_causal_lm(
     accelerator = make_accelerator(cfg.device)
     world, rank = accelerator.num_processes, accelerator.process_index
     if cfg.batch_size < cfg.grad_accum * world:
-        raise ValueError(f"train.batch_size ({cfg.batch_size}) is smaller than grad_accum x processes "
-                         f"({cfg.grad_accum} x {world})")
+        raise ParamsError(f"train.batch_size: {cfg.batch_size} is smaller than grad_accum x processes "
+                          f"({cfg.grad_accum} x {world})")
     precision = resolve_precision(cfg.precision, accelerator.device)
     lengths = [min(len(ids), cfg.max_length) for ids, _ in examples]
     rng = random.Random(cfg.seed)

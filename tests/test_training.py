@@ -131,6 +131,12 @@ def test_bad_training_params_name_the_key(key, value):
         check_config(TrainConfig(batch_size=8, **{key: value}))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_params_error():
+    with pytest.raises(ParamsError, match="train.device: cuda requested"):
+        train_causal_lm(tiny_model(), examples(4), TrainConfig(batch_size=2, device="cuda"), 0, total_steps=1)
+
+
 def test_bad_precision_in_params_file_fails_before_work(tmp_path):
     from stages.common import load_params
 
