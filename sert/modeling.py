@@ -48,6 +48,8 @@ class TinyConfig:
     """Dropout in every block (0: a tiny model on a clean corpus needs no regularisation)."""
     seed: int = 0
     """Seed for corpus, initialisation and data order."""
+    checkpoint_every: int = 500
+    """Save a resumable pretraining checkpoint every this many steps (0: never)."""
 
 
 def train_tokenizer(corpus: list[str], vocab_size: int) -> GPT2TokenizerFast:

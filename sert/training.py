@@ -1,21 +1,49 @@
 """The training loop: next-token cross-entropy on the tokens marked for loss only.
 
 One loop serves pretraining the tiny student (documents whose context segments carry no
-loss), self-training, fine-tuning and distillation (no loss on the prompt). Batches are padded to their own longest
-sequence (dynamic padding), never to a global maximum.
+loss), self-training, fine-tuning and distillation (no loss on the prompt). It is a plain
+nanoGPT-style loop, readable in one sitting:
+
+- Batches are padded to their own longest sequence (dynamic padding), never to a global
+  maximum; optionally similar lengths are grouped into the same batch (``length_grouping``).
+- An optimizer step sees ``batch_size`` examples (the paper's 8), split into ``grad_accum``
+  micro-batches when memory is short. The loss is the per-token mean over the whole effective
+  batch (each micro-batch contributes its token-loss *sum* divided by the effective batch's
+  token count), so the gradient is the same however the batch is split: averaging
+  per-micro-batch means instead would weight a token in a short micro-batch more than one in a
+  long micro-batch.
+- The output projection runs only at the label positions (prompt, context and padding
+  positions produce no logits): on GPT-2 the 50,257-way head is about a third of the FLOPs.
+- bf16 autocast on GPU (``precision``), and ``accelerate`` for devices and several processes:
+  ``accelerate launch`` runs the same stage on several GPUs, each process taking its share of
+  every effective batch (DDP averages gradients; the loss is scaled so the result is still the
+  per-token mean over the whole batch).
+- Checkpoints every ``checkpoint_every`` steps (sert/checkpoint.py) with optimizer, scheduler,
+  RNG and data-order state; a rerun resumes from the latest one and ends with the same weights.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from sert.checkpoint import Checkpoints, run_key
+from sert.config import check
+from sert.errors import ParamsError
+
 IGNORE = -100
+PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+GROUP_BATCHES = 50
+"""Length grouping sorts windows of this many batches by length (as Hugging Face's length-grouped sampler)."""
 
 
 @dataclass
@@ -25,7 +53,7 @@ class TrainConfig:
     epochs: int = 20
     """Passes over the training set."""
     batch_size: int = 8
-    """Examples per optimizer step."""
+    """Examples per optimizer step (the effective batch, however many micro-batches it is split into)."""
     lr: float = 3e-4
     """Adam learning rate."""
     schedule: str = "constant"
@@ -38,6 +66,29 @@ class TrainConfig:
     """Sequences longer than this many tokens are cut from the right."""
     seed: int = 0
     """Seed for data order."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (gradient accumulation); must divide into ``batch_size``."""
+    length_grouping: bool = False
+    """Put examples of similar length in the same batch (less padding; changes the data order)."""
+    precision: str = "auto"
+    """``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 on a GPU that supports it, else fp32)."""
+    device: str = "auto"
+    """``auto`` (CUDA if available), ``cpu`` or ``cuda``; under ``accelerate launch`` each process gets its GPU."""
+    checkpoint_every: int = 0
+    """Save a resumable checkpoint every this many steps (0: never)."""
+
+
+def check_config(cfg: TrainConfig, prefix: str = "train") -> None:
+    """ParamsError naming the key for values the loop cannot use."""
+    check(cfg.precision in PRECISIONS, f"{prefix}.precision",
+          f"expected one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
+    check(cfg.device in DEVICES, f"{prefix}.device", f"expected one of {', '.join(DEVICES)}, got {cfg.device!r}")
+    check(cfg.grad_accum >= 1, f"{prefix}.grad_accum", f"must be at least 1, got {cfg.grad_accum}")
+    check(cfg.batch_size >= cfg.grad_accum, f"{prefix}.grad_accum",
+          f"must not exceed {prefix}.batch_size ({cfg.batch_size}), got {cfg.grad_accum}")
+    check(cfg.checkpoint_every >= 0, f"{prefix}.checkpoint_every", f"must be non-negative, got {cfg.checkpoint_every}")
+    check(cfg.schedule in ("constant", "cosine"), f"{prefix}.schedule",
+          f"expected 'constant' or 'cosine', got {cfg.schedule!r}")
 
 
 TrainExample = tuple[list[int], list[bool]]
@@ -74,6 +125,11 @@ def collate(examples: list[TrainExample], pad_id: int, max_length: int) -> dict[
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
+def label_count(example: TrainExample, max_length: int) -> int:
+    """Tokens of ``example`` that carry loss after truncation (the first token never does: nothing predicts it)."""
+    return sum(example[1][1:max_length])
+
+
 def lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
     if schedule == "constant":
         return lambda step: 1.0
@@ -87,41 +143,187 @@ def lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
     raise ValueError(f"schedule: expected 'constant' or 'cosine', got {schedule!r}")
 
 
+class LabelLoss(torch.nn.Module):
+    """Summed next-token cross-entropy over the label positions of a batch.
+
+    Wraps the causal LM so that ``accelerate``/DDP sees one module whose forward computes the
+    loss. The output head runs on the label positions only; models whose logits need more than
+    the output embedding (e.g. Gemma-2's soft-capping) take the full forward pass instead.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        head = model.get_output_embeddings()
+        self.selective = head is not None and not getattr(model.config, "final_logit_softcapping", None) \
+            and model.base_model is not model
+
+    def forward(self, input_ids, attention_mask, labels):
+        targets = labels[:, 1:]
+        keep = targets != IGNORE
+        if self.selective:
+            hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            logits = self.model.get_output_embeddings()(hidden[:, :-1][keep])
+        else:
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1][keep]
+        return F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+
+
+def group_by_length(indices: list[int], lengths: list[int], batch_size: int, rng: random.Random) -> list[int]:
+    """Reorder shuffled ``indices`` so each run of ``batch_size`` holds similar lengths.
+
+    Windows of GROUP_BATCHES batches are sorted by length and cut into batches; the batches
+    are then shuffled, so training sees no long-to-short curriculum.
+    """
+    window = batch_size * GROUP_BATCHES
+    batches = []
+    for start in range(0, len(indices), window):
+        chunk = sorted(indices[start: start + window], key=lambda i: -lengths[i])
+        batches += [chunk[i: i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return [i for batch in batches for i in batch]
+
+
+def split_batch(batch: list[int], lengths: list[int], parts: int) -> list[list[int]]:
+    """Cut an effective batch into ``parts`` micro-batches of similar lengths (sorted, contiguous).
+
+    Sorting only changes which rows share padding: with the loss normalised over the whole
+    effective batch, the gradient does not depend on the split.
+    """
+    if parts == 1:
+        return [batch]
+    ordered = sorted(batch, key=lambda i: -lengths[i])
+    size, extra = divmod(len(ordered), parts)
+    out, start = [], 0
+    for k in range(parts):
+        end = start + size + (k < extra)
+        out.append(ordered[start:end])
+        start = end
+    return out
+
+
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a multi-process launch (``accelerate launch``/torchrun
+    set RANK): only the main process writes a stage's outputs."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return precision
+
+
+def make_accelerator(device: str):
+    """An ``accelerate.Accelerator`` for ``device``; mixed precision is our own autocast (see below)."""
+    from accelerate import Accelerator
+
+    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParamsError("train.device: cuda requested but no CUDA device is available")
+    # mixed_precision="no": autocast is applied explicitly around the forward pass, so that the
+    # precision is a param (not accelerate's process-wide state, which cannot change once set).
+    return Accelerator(cpu=cpu, mixed_precision="no")
+
+
+def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, fused where this torch has it: one kernel over all parameters instead of a loop over
+    tensors (on CPU the optimizer step of GPT-2 small went from ~6 s to ~2.4 s, a loaded 2-core box)."""
+    try:
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # older torch, or parameters on a device without it
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
 def train_causal_lm(
     model, examples: list[TrainExample], cfg: TrainConfig, pad_id: int, *, total_steps: int | None = None,
     desc: str = "train", on_step: Callable[[int, float], None] | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> list[float]:
-    """Train ``model`` in place; returns the loss of every step.
+    """Train ``model`` in place; returns the loss of every step (per-token mean over the effective batch).
 
     ``total_steps`` overrides ``cfg.epochs`` (pretraining counts steps, not epochs).
+    ``checkpoint_dir`` with ``cfg.checkpoint_every > 0`` saves checkpoints there and resumes
+    from the latest one of the same run.
     """
     if not examples:
         raise ValueError("no training examples")
+    check_config(cfg)
+    accelerator = make_accelerator(cfg.device)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if cfg.batch_size < cfg.grad_accum * world:
+        raise ParamsError(f"train.batch_size: {cfg.batch_size} is smaller than grad_accum x processes "
+                          f"({cfg.grad_accum} x {world})")
+    precision = resolve_precision(cfg.precision, accelerator.device)
+    lengths = [min(len(ids), cfg.max_length) for ids, _ in examples]
     rng = random.Random(cfg.seed)
     per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total = total_steps if total_steps is not None else cfg.epochs * per_epoch
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg)
+    # The scheduler stays outside accelerator.prepare: prepared schedulers step once per process.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.schedule, cfg.warmup_steps, total))
-    model.train()
     losses: list[float] = []
     order: list[int] = []
-    with tqdm(total=total, desc=desc, unit="step") as bar:
-        for step in range(total):
+    start = 0
+    ckpt = None
+    if checkpoint_dir is not None and cfg.checkpoint_every > 0:
+        settings = {k: v for k, v in asdict(cfg).items() if k not in ("checkpoint_every", "device")}
+        key = run_key({"cfg": settings, "precision": precision, "total": total, "pad": pad_id, "world": world},
+                      examples, model)
+        ckpt = Checkpoints(checkpoint_dir, key)
+        if accelerator.is_main_process:
+            ckpt.prepare()
+        accelerator.wait_for_everyone()
+        # Exact resumption holds for one process; with several, each keeps its own RNG stream.
+        resumed = ckpt.load_latest(model, optimizer, scheduler, restore_rng=world == 1)
+        if resumed is not None:
+            start, order, losses = resumed.step, resumed.order, resumed.losses
+            rng.setstate(resumed.python_rng)
+            print(f"{desc}: resumed from step {start} ({ckpt.dir})")
+    loss_module = LabelLoss(model)
+    loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
+    model.train()
+    with tqdm(total=total, initial=start, desc=desc, unit="step", disable=not accelerator.is_main_process) as bar:
+        for step in range(start, total):
             if len(order) < cfg.batch_size:
                 fresh = list(range(len(examples)))
                 rng.shuffle(fresh)
+                if cfg.length_grouping:
+                    fresh = group_by_length(fresh, lengths, cfg.batch_size, rng)
                 order.extend(fresh)
-            batch = collate([examples[i] for i in order[: cfg.batch_size]], pad_id, cfg.max_length)
+            batch = order[: cfg.batch_size]
             del order[: cfg.batch_size]
-            loss = model(**batch).loss
-            loss.backward()
+            n_tokens = max(1, sum(label_count(examples[i], cfg.max_length) for i in batch))
+            micro = split_batch(batch, lengths, cfg.grad_accum * world)[rank::world]
+            step_loss = torch.zeros((), device=accelerator.device)
+            for k, rows in enumerate(micro):
+                if not rows:
+                    continue
+                inputs = {name: t.to(accelerator.device) for name, t in
+                          collate([examples[i] for i in rows], pad_id, cfg.max_length).items()}
+                with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    loss_sum = loss_module(**inputs)
+                # x world: DDP averages the processes' gradients; the sum over them is what we want.
+                loss = loss_sum * world / n_tokens
+                if k < len(micro) - 1:
+                    with accelerator.no_sync(loss_module):
+                        accelerator.backward(loss)
+                else:
+                    accelerator.backward(loss)
+                step_loss += loss_sum.detach()
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+            losses.append(accelerator.reduce(step_loss, reduction="sum").item() / n_tokens)
             if on_step is not None:
                 on_step(step, losses[-1])
             bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
             bar.update()
+            done = step + 1
+            if ckpt is not None and (done % cfg.checkpoint_every == 0 or done == total):
+                if accelerator.is_main_process:
+                    ckpt.save(done, accelerator.unwrap_model(loss_module).model, optimizer, scheduler, order,
+                              rng.getstate(), losses)
+                accelerator.wait_for_everyone()
     model.eval()
     return losses

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import typer
 from sert.io import atomic_path, write_json
 from sert.modeling import build_tiny_model, load_student, save_student, train_tokenizer
 from sert.tasks import get_task
-from sert.training import TrainConfig, encode_segments, train_causal_lm
+from sert.training import TrainConfig, encode_segments, is_main_process, train_causal_lm
 from stages.common import BASE_MODEL, METRICS, PREPARED, ParamsOption, load_params, read_examples, stage
+from stages.train import CHECKPOINTS, PLOTS, write_loss_curve
 
 
 @stage
@@ -35,16 +37,22 @@ def main(params: Path = ParamsOption) -> None:
         losses = train_causal_lm(
             model, examples,
             TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, schedule="cosine", warmup_steps=min(50, cfg.steps // 10),
-                        weight_decay=0.1, max_length=cfg.n_positions, seed=cfg.seed),
-            tokenizer.pad_token_id, total_steps=cfg.steps, desc="pretrain",
+                        weight_decay=0.1, max_length=cfg.n_positions, seed=cfg.seed,
+                        checkpoint_every=cfg.checkpoint_every),
+            tokenizer.pad_token_id, total_steps=cfg.steps, desc="pretrain", checkpoint_dir=CHECKPOINTS / "base",
         )
+        if not is_main_process():  # `accelerate launch`: one process writes the outputs
+            return
+        write_loss_curve(PLOTS / "pretrain.csv", losses)
         tail = losses[-max(1, len(losses) // 20):]
         metrics.update(pretrain_loss=round(sum(tail) / len(tail), 4), steps=cfg.steps, documents=len(docs))
     else:
         model, tokenizer = load_student(p.student.model, p.student.trust_remote_code)
+        write_loss_curve(PLOTS / "pretrain.csv", [])  # no pretraining: an empty curve (the out must exist)
     metrics["parameters"] = sum(t.numel() for t in model.parameters())
-    metrics["seconds"] = round(time.time() - started, 1)
     with atomic_path(BASE_MODEL, directory=True) as tmp:
         save_student(model, tokenizer, tmp)
-    write_json(METRICS / "base.json", metrics)
-    typer.echo(f"base: {p.student.model} ({metrics['parameters']:,} parameters) -> {BASE_MODEL}")
+    write_json(METRICS / "base.json", metrics)  # no wall time here: it would make `dvc metrics diff` noisy
+    shutil.rmtree(CHECKPOINTS / "base", ignore_errors=True)
+    typer.echo(f"base: {p.student.model} ({metrics['parameters']:,} parameters) in "
+               f"{time.time() - started:.1f} s -> {BASE_MODEL}")

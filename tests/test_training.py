@@ -1,0 +1,300 @@
+"""The training loop: label masking, gradient accumulation, length grouping, precision params,
+checkpoint/resume (in-process, and a stage killed with SIGKILL then rerun)."""
+
+import dataclasses
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from sert.errors import ParamsError
+from sert.training import (IGNORE, LabelLoss, TrainConfig, check_config, collate, group_by_length, split_batch,
+                           train_causal_lm)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; on a loaded 2-core machine two OpenMP threads that
+    spin-wait for each other made each step ~10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_model(seed=0, vocab=50):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=64, n_embd=32, n_layer=1, n_head=2,
+                                      bos_token_id=0, eos_token_id=0, pad_token_id=0, resid_pdrop=0.0,
+                                      embd_pdrop=0.0, attn_pdrop=0.0))
+
+
+def examples(n=24, seed=1, vocab=50):
+    """Prompt/target examples of varied lengths (prompt tokens carry no loss)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        prompt, target = rng.randint(2, 12), rng.randint(1, 20)
+        ids = [rng.randrange(1, vocab) for _ in range(prompt + target)]
+        out.append((ids, [False] * prompt + [True] * target))
+    return out
+
+
+def weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_collate_labels_only_where_masked_and_not_on_padding():
+    batch = collate([([5, 6, 7, 8], [False, False, True, True]), ([9, 10], [False, True])], pad_id=0, max_length=16)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8], [9, 10, 0, 0]]
+    assert batch["labels"].tolist() == [[IGNORE, IGNORE, 7, 8], [IGNORE, 10, IGNORE, IGNORE]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+
+
+def test_label_loss_is_the_cross_entropy_on_label_tokens_only():
+    model = tiny_model().eval()
+    batch = collate(examples(6), pad_id=0, max_length=64)
+    n_labels = int((batch["labels"][:, 1:] != IGNORE).sum())
+    summed = LabelLoss(model)(**batch)
+    # Hugging Face's own loss: the mean over the same (shifted) label tokens.
+    assert torch.allclose(summed / n_labels, model(**batch).loss, rtol=1e-5, atol=1e-6)
+    # Changing the targets of non-label positions changes nothing; changing a label token does.
+    masked = batch["labels"].clone()
+    assert torch.equal(LabelLoss(model)(batch["input_ids"], batch["attention_mask"], masked), summed)
+    row, col = (batch["labels"] != IGNORE).nonzero()[-1].tolist()
+    other = batch["input_ids"].clone()
+    other[row, col] = (other[row, col] + 1) % 50
+    changed = torch.where(batch["labels"] != IGNORE, other, IGNORE)
+    assert not torch.equal(LabelLoss(model)(other, batch["attention_mask"], changed), summed)
+    # The selective head (logits at label positions only) equals the full forward pass.
+    full = LabelLoss(model)
+    full.selective = False
+    assert torch.allclose(full(**batch), summed, rtol=1e-5)
+
+
+def test_gradient_accumulation_matches_the_full_batch():
+    """batch 8 in 2 micro-batches of 4 == batch 8 at once.
+
+    The loss is the token-loss sum of each micro-batch over the token count of the whole
+    effective batch, so both runs compute the same gradient up to float summation order
+    (different padding widths give different matmul shapes), ~1e-7 relative. Three Adam steps
+    at lr 1e-3 keep that far below the 1e-5 tolerance (measured: 1.2e-6); averaging per-micro-batch
+    means instead moves the weights by 5e-3 here, so this test tells the two apart.
+    """
+    data = examples(24)
+    cfg = TrainConfig(batch_size=8, lr=1e-3, seed=3, max_length=64, device="cpu", precision="fp32")
+    full, accum = tiny_model(), tiny_model()
+    losses_full = train_causal_lm(full, data, cfg, 0, total_steps=3, desc="full")
+    losses_accum = train_causal_lm(accum, data, dataclasses.replace(cfg, grad_accum=2), 0, total_steps=3, desc="accum")
+    assert losses_full == pytest.approx(losses_accum, rel=1e-5)
+    a, b = weights(full), weights(accum)
+    start = weights(tiny_model())
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-5, rtol=0), name
+    assert any(not torch.equal(a[n], start[n]) for n in a)  # it trained
+
+
+def test_split_batch_and_length_grouping_keep_every_example():
+    lengths = [random.Random(i).randint(1, 100) for i in range(200)]
+    batch = list(range(8))
+    parts = split_batch(batch, lengths, 3)
+    assert sorted(i for p in parts for i in p) == batch and [len(p) for p in parts] == [3, 3, 2]
+    order = list(range(200))
+    random.Random(0).shuffle(order)
+    grouped = group_by_length(order, lengths, 8, random.Random(0))
+    assert sorted(grouped) == list(range(200))
+
+    def padding(seq):
+        return sum(max(lengths[i] for i in seq[k:k + 8]) * len(seq[k:k + 8]) - sum(lengths[i] for i in seq[k:k + 8])
+                   for k in range(0, len(seq), 8))
+    assert padding(grouped) < padding(order) / 3
+
+
+@pytest.mark.parametrize("key,value", [("precision", "fp16"), ("device", "tpu"), ("grad_accum", 0),
+                                       ("grad_accum", 16), ("checkpoint_every", -1)])
+def test_bad_training_params_name_the_key(key, value):
+    with pytest.raises(ParamsError, match=f"train.{key}"):
+        check_config(TrainConfig(batch_size=8, **{key: value}))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_params_error():
+    with pytest.raises(ParamsError, match="train.device: cuda requested"):
+        train_causal_lm(tiny_model(), examples(4), TrainConfig(batch_size=2, device="cuda"), 0, total_steps=1)
+
+
+def test_bad_precision_in_params_file_fails_before_work(tmp_path):
+    from stages.common import load_params
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"]["precision"] = "half"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError, match="train.precision: expected one of auto, fp32, bf16"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_bf16_autocast_trains_on_cpu():
+    model = tiny_model()
+    losses = train_causal_lm(model, examples(8), TrainConfig(batch_size=4, precision="bf16", device="cpu"), 0,
+                             total_steps=2)
+    assert len(losses) == 2 and all(0 < x < 20 for x in losses)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast, not a cast of the weights
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_gives_the_same_weights_bitwise(tmp_path):
+    """Interrupted after step 7 (checkpoint at 6), rerun: identical weights and losses to a straight run.
+
+    Bitwise: the checkpoint holds the exact weights, Adam moments and step counts, scheduler,
+    RNG states and the remaining data order, and CPU kernels are deterministic for equal inputs.
+    """
+    data = examples(30)
+    cfg = TrainConfig(batch_size=4, lr=3e-3, seed=5, schedule="cosine", warmup_steps=3, max_length=64,
+                      length_grouping=True, grad_accum=2, checkpoint_every=3, device="cpu")
+    straight = tiny_model()
+    expected = train_causal_lm(straight, data, cfg, 0, total_steps=14)
+
+    def stop(step, loss):
+        if step == 7:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_causal_lm(tiny_model(), data, cfg, 0, total_steps=14, on_step=stop, checkpoint_dir=tmp_path)
+    (run,) = tmp_path.iterdir()
+    assert sorted(p.name for p in run.iterdir()) == ["step-00000003", "step-00000006"]
+    resumed = tiny_model()
+    losses = train_causal_lm(resumed, data, cfg, 0, total_steps=14, checkpoint_dir=tmp_path)
+    assert losses == expected
+    a, b = weights(straight), weights(resumed)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_damaged_newest_checkpoint_falls_back_and_other_runs_are_not_resumed(tmp_path):
+    data = examples(16)
+    cfg = TrainConfig(batch_size=4, checkpoint_every=2, device="cpu")
+    straight = tiny_model()
+    expected = train_causal_lm(straight, data, cfg, 0, total_steps=6)
+
+    def stop(step, loss):
+        if step == 4:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_causal_lm(tiny_model(), data, cfg, 0, total_steps=6, on_step=stop, checkpoint_dir=tmp_path)
+    (run,) = tmp_path.iterdir()
+    (run / "step-00000004" / "trainer.pt").write_bytes(b"truncated")
+    resumed = tiny_model()
+    assert train_causal_lm(resumed, data, cfg, 0, total_steps=6, checkpoint_dir=tmp_path) == expected
+    assert all(torch.equal(a, b) for a, b in zip(weights(straight).values(), weights(resumed).values()))
+    # A different run (other lr) gets its own key: it starts from scratch and removes the stale run.
+    other = TrainConfig(batch_size=4, checkpoint_every=2, device="cpu", lr=1e-3)
+    train_causal_lm(tiny_model(), data, other, 0, total_steps=2, checkpoint_dir=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] != [run.name] and not run.exists()
+
+
+# --- a real stage, killed with SIGKILL part-way and rerun -------------------------------------------
+
+TINY = {
+    "task": {"n_train": 24, "n_test": 4},
+    "pretrain": {"n_layer": 1, "n_embd": 32, "n_head": 2, "documents": 400, "steps": 300, "batch_size": 8,
+                 "checkpoint_every": 10},
+    "train": {"epochs": 40, "batch_size": 4, "grad_accum": 2, "checkpoint_every": 10},
+}
+
+
+def run_stage(args, cwd):
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, args)
+    finally:
+        os.chdir(old)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def kill_part_way(args, cwd, checkpoints: Path, seed: int):
+    """Start the stage in a subprocess, SIGKILL it at a random moment after its first checkpoint."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "stages.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not any(checkpoints.glob("*/step-*")):
+        assert proc.poll() is None, f"stage ended before its first checkpoint: {proc.stderr.read()[-2000:]}"
+        assert time.time() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.05)
+    time.sleep(random.Random(seed).uniform(0.0, 0.5))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def projects(tmp_path_factory):
+    """Two copies of the project with prepared data: one runs straight, one is killed and rerun."""
+    base = tmp_path_factory.mktemp("resume")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    dirs = []
+    for name in ("straight", "killed"):
+        d = base / name
+        d.mkdir()
+        (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        run_stage(["prepare"], d)
+        dirs.append(d)
+    return dirs
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    x, y = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_killed_pretraining_resumes_to_the_same_weights(projects):
+    straight, killed = projects
+    run_stage(["base"], straight)
+    kill_part_way(["base"], killed, killed / ".sert-cache/checkpoints/base", seed=int(time.time()))
+    assert not (killed / "models/base").exists(), "the stage finished before the kill: the test proved nothing"
+    out = run_stage(["base"], killed)
+    assert "pretrain: resumed from step" in out
+    assert same_weights(straight / "models/base", killed / "models/base")
+    assert not (killed / ".sert-cache/checkpoints/base").exists()  # removed once the outputs are written
+    assert (killed / "metrics/plots/pretrain.csv").read_text() == (straight / "metrics/plots/pretrain.csv").read_text()
+    assert "seconds" not in json.loads((killed / "metrics/base.json").read_text())
+
+
+def test_killed_finetuning_resumes_to_the_same_weights(projects):
+    straight, killed = projects
+    if not (killed / "models/base").exists():
+        pytest.skip("needs the pretraining test's models/base")
+    run_stage(["train", "finetune"], straight)
+    kill_part_way(["train", "finetune"], killed, killed / ".sert-cache/checkpoints/train-finetune", seed=1)
+    assert not (killed / "models/finetune").exists(), "the stage finished before the kill: the test proved nothing"
+    out = run_stage(["train", "finetune"], killed)
+    assert "resumed from step" in out
+    assert same_weights(straight / "models/finetune", killed / "models/finetune")
+    curve = (killed / "metrics/plots/train/finetune.csv").read_text().splitlines()
+    assert curve[0] == "step,loss" and len(curve) == 1 + 40 * 24 // 4
+    assert curve == (straight / "metrics/plots/train/finetune.csv").read_text().splitlines()
