@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from sert.text import rep_n
 
@@ -170,8 +171,60 @@ def _token_logprob(logits: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
     return logits.gather(-1, token[:, None]).squeeze(-1) - logits.logsumexp(-1)
 
 
+class _PreallocatedLayer(DynamicLayer):
+    """A cache layer that writes each step's keys/values into a buffer sized for the whole
+    generation. ``DynamicLayer`` grows by ``torch.cat``, copying the entire cache of every row at
+    every step: with 25 rows per question that copy was the decoder's largest non-matmul cost.
+    ``keys``/``values`` are views of the filled part, so the rest of the Cache API still works."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+        self.key_buffer = self.value_buffer = None
+
+    def _reallocate(self, rows: int, capacity: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        shape = (rows, keys.shape[1], capacity, keys.shape[3])
+        self.key_buffer = keys.new_empty(shape)
+        self.value_buffer = values.new_empty(shape)
+        filled = keys.shape[-2]
+        self.key_buffer[:, :, :filled] = keys
+        self.value_buffer[:, :, :filled] = values
+        self.keys, self.values = self.key_buffer[:, :, :filled], self.value_buffer[:, :, :filled]
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self.keys, self.values = key_states[:, :, :0], value_states[:, :, :0]
+        start = self.keys.shape[-2]
+        end = start + key_states.shape[-2]
+        if self.key_buffer is None or end > self.key_buffer.shape[-2]:
+            self._reallocate(key_states.shape[0], max(end, self.capacity), self.keys, self.values)
+        self.key_buffer[:, :, start:end] = key_states
+        self.value_buffer[:, :, start:end] = value_states
+        self.keys, self.values = self.key_buffer[:, :, :end], self.value_buffer[:, :, :end]
+        return self.keys, self.values
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.get_seq_length() > 0:
+            self._reallocate(self.keys.shape[0] * repeats, self.capacity, self.keys.repeat_interleave(repeats, dim=0),
+                             self.values.repeat_interleave(repeats, dim=0))
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.get_seq_length() > 0:
+            filled = self.keys.shape[-2]
+            self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+            self.keys, self.values = self.key_buffer[:, :, :filled], self.value_buffer[:, :, :filled]
+
+
+def _new_cache(model, capacity: int) -> DynamicCache:
+    cache = DynamicCache(config=model.config)
+    if all(type(layer) is DynamicLayer for layer in cache.layers):  # other layer kinds keep their own cache
+        cache.layers = [_PreallocatedLayer(capacity) for _ in cache.layers]
+    return cache
+
+
 @torch.inference_mode()
-def _prefill(model, prompt_ids: list[list[int]], pad_id: int):
+def _prefill(model, prompt_ids: list[list[int]], pad_id: int, max_new: int = 0):
     """One forward pass over left-padded prompts: last-position log-probs, the cache, the mask."""
     device = model.device
     width = max(len(p) for p in prompt_ids)
@@ -183,7 +236,7 @@ def _prefill(model, prompt_ids: list[list[int]], pad_id: int):
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # each row counts from its first real token
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                cache=DynamicCache(config=model.config), use_cache=True, logits_to_keep=1)
+                cache=_new_cache(model, width + max_new), use_cache=True, logits_to_keep=1)
     return torch.log_softmax(out.logits[:, -1, :].float(), -1), out.cache, mask
 
 
@@ -282,7 +335,7 @@ def sample_batch(model, tokenizer, ids: Sequence[str], prompt_ids: list[list[int
     steps = max(max_new)
     uniforms = torch.cat([question_uniforms(cfg.seed, qid, per_question, steps) for qid in ids])
     limits = torch.tensor(max_new).repeat_interleave(per_question)
-    logprobs, cache, mask = _prefill(model, prompt_ids, tokenizer.pad_token_id)
+    logprobs, cache, mask = _prefill(model, prompt_ids, tokenizer.pad_token_id, steps)
     if cfg.branching == "topk":
         branch_lp, branch_ids = logprobs.topk(cfg.branches, dim=-1)  # (questions, branches)
         first = branch_ids.repeat_interleave(cfg.samples_per_branch, dim=1).reshape(-1)
@@ -385,9 +438,10 @@ def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int, b
     try:
         for chunk_range in batches(len(order), batch_size):
             chunk = [order[i] for i in chunk_range]
-            logprobs, cache, mask = _prefill(model, [budget.prompt_ids[i] for i in chunk], tokenizer.pad_token_id)
-            first_lp, first = logprobs.max(-1)
             limits = torch.tensor([budget.max_new[i] for i in chunk])
+            logprobs, cache, mask = _prefill(model, [budget.prompt_ids[i] for i in chunk], tokenizer.pad_token_id,
+                                             int(limits.max()))
+            first_lp, first = logprobs.max(-1)
             out = _continue(model, cache, mask, first, first_lp, limits, lambda logits, rows, step: logits.argmax(-1),
                             tokenizer.eos_token_id)
             for i, (ids, lps) in zip(chunk, out):
