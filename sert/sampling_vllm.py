@@ -52,10 +52,13 @@ class VllmSampler:
         llm_kwargs.setdefault("enable_prefix_caching", True)  # branches share their prompt's KV blocks
         self.llm = vllm.LLM(model=model, seed=cfg.seed, trust_remote_code=trust_remote_code, **llm_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
-        try:
-            self.n_positions = self.llm.llm_engine.model_config.max_model_len
-        except AttributeError:  # engine internals moved: fall back to the checkpoint's context length
-            self.n_positions = getattr(self.llm.llm_engine.get_model_config(), "max_model_len", None)
+        config = getattr(self.llm.llm_engine, "model_config", None)
+        self.n_positions = getattr(config, "max_model_len", None)
+        if self.n_positions is None:  # engine internals moved: the checkpoint's own context length
+            from transformers import AutoConfig
+
+            hf = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+            self.n_positions = getattr(hf, "n_positions", None) or getattr(hf, "max_position_embeddings", None)
 
     def plan(self, prompts: Sequence[str]) -> Budget:
         return fit_budget(self.tokenizer, prompts, self.cfg.max_new_tokens, self.n_positions)
