@@ -228,7 +228,8 @@ def _prefill(model, prompt_ids: list[list[int]], pad_id: int, max_new: int = 0):
     """One forward pass over left-padded prompts: last-position log-probs, the cache, the mask."""
     device = model.device
     width = max(len(p) for p in prompt_ids)
-    ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
+    # padding is masked out, so any id works (a tokenizer without a pad token is fine)
+    ids = torch.full((len(prompt_ids), width), pad_id if pad_id is not None else 0, dtype=torch.long)
     mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
     for row, p in enumerate(prompt_ids):
         ids[row, width - len(p):] = torch.tensor(p)
