@@ -31,6 +31,9 @@ def check_sample_params(cfg) -> None:
         raise ParamsError(f"sample.backend: expected one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
     if cfg.branching not in BRANCHINGS:
         raise ParamsError(f"sample.branching: expected one of {', '.join(BRANCHINGS)}, got {cfg.branching!r}")
+    for i, stop in enumerate(cfg.stop):
+        if not stop:
+            raise ParamsError(f"sample.stop[{i}]: empty stop string (it would end every sample at once)")
     if cfg.backend == "hf":
         device = resolve_device(cfg.device)
         if device.startswith("cuda") and not torch.cuda.is_available():
