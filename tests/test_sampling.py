@@ -7,11 +7,11 @@ from sert.sampling import SampleConfig, generate_greedy, sample_latent_paths, to
 
 def test_top_k_top_p_only_picks_allowed_tokens():
     logits = torch.tensor([[5.0, 4.0, 0.0, -1.0, 3.0]]).repeat(200, 1)
-    g = torch.Generator().manual_seed(0)
-    picked = set(top_k_top_p(logits, k=2, p=1.0, temperature=1.0, generator=g).tolist())
+    u = torch.rand(200, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    picked = set(top_k_top_p(logits, k=2, p=1.0, temperature=1.0, uniforms=u).tolist())
     assert picked == {0, 1}
     # top-p keeps the smallest prefix with the mass: token 0 alone holds > 0.5 here
-    picked = set(top_k_top_p(logits, k=5, p=0.5, temperature=1.0, generator=g).tolist())
+    picked = set(top_k_top_p(logits, k=5, p=0.5, temperature=1.0, uniforms=u).tolist())
     assert picked == {0}
 
 
@@ -52,3 +52,166 @@ def test_greedy_is_batch_independent(tiny_student):
     together = generate_greedy(model, tok, prompts, 8, batch_size=3)
     alone = [generate_greedy(model, tok, [p], 8, batch_size=1)[0] for p in prompts]
     assert [g.token_ids for g in together] == [g.token_ids for g in alone]
+
+
+# --- batching, left padding, budgets ---------------------------------------------------------
+
+from dataclasses import replace  # noqa: E402
+
+import pytest  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from sert.sampling import fit_budget, trim_at_stop  # noqa: E402
+
+PROMPTS = [("a", "Question: What is 1 + 2 mod 10?\nAnswer:"), ("b", "Q"),
+           ("c", "Question: What is 3 + 3 + 3 mod 10?\nAnswer:"), ("d", "Question: What is 9 + 9 + 9 + 9 mod 10?")]
+
+
+def test_left_padded_batch_matches_hf_generate_on_each_unpadded_prompt(tiny_student):
+    """Greedy decoding of a padded batch equals HF's own greedy ``generate`` on each prompt alone,
+    including a long prompt whose budget is capped by n_positions (128) and a short one whose
+    padded cache grows past n_positions."""
+    model, tok = tiny_student
+    long_prompt = "Question: What is " + " + ".join("12345678"[i % 8] for i in range(25)) + " mod 10?\nAnswer:"
+    prompts = ["Q", long_prompt, "Question: What is 1 + 2 mod 10?\nAnswer:"]
+    budget = fit_budget(tok, prompts, 80, 128)
+    assert budget.max_new[0] == 80 and 64 <= budget.max_new[1] == 128 - len(budget.prompt_ids[1]) < 80
+    assert budget.shortened == 1 and budget.truncated_prompts == 0
+    ours = generate_greedy(model, tok, prompts, 80, batch_size=3)
+    for prompt_ids, new, gen in zip(budget.prompt_ids, budget.max_new, ours):
+        ids = torch.tensor([prompt_ids])
+        ref = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=new,
+                             pad_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)[0, len(prompt_ids):].tolist()
+        if tok.eos_token_id in ref:
+            ref = ref[: ref.index(tok.eos_token_id)]
+        assert gen.token_ids == ref
+
+
+def test_prefill_of_padded_rows_matches_unpadded_logits(tiny_student):
+    from sert.sampling import _prefill
+
+    model, tok = tiny_student
+    ids = [tok(p)["input_ids"] for _, p in PROMPTS]
+    batched, _, _ = _prefill(model, ids, tok.pad_token_id)
+    for row, p in enumerate(ids):
+        with torch.no_grad():
+            alone = torch.log_softmax(model(torch.tensor([p])).logits[0, -1].float(), -1)
+        assert torch.allclose(batched[row], alone, atol=1e-4)
+
+
+def test_overlong_prompts_are_left_truncated_with_a_count(tiny_student):
+    _, tok = tiny_student
+    budget = fit_budget(tok, ["Q", "1 + " * 200], 100, 128)
+    assert budget.truncated_prompts == 1 and budget.shortened == 1
+    assert len(budget.prompt_ids[1]) == 128 - 64 and budget.max_new[1] == 64
+    assert budget.prompt_ids[1][-1] == tok("1 + " * 200)["input_ids"][-1]  # the end is kept
+    assert "1 of 2 prompts left-truncated, 1 generations shorter" in budget.warning(128)
+    budget = fit_budget(tok, ["1 + " * 200], 40, 128)  # a short budget is kept whole, the prompt cut
+    assert (budget.truncated_prompts, budget.shortened, budget.max_new) == (1, 0, [40])
+
+
+# --- per-question reproducibility ------------------------------------------------------------
+
+def _key(samples):
+    return [(s.id, s.branch, s.branch_token, s.text, s.n_tokens) for s in samples]
+
+
+@pytest.mark.parametrize("branching", ["topk", "raw"])
+def test_samples_do_not_depend_on_batch_composition(tiny_student, branching):
+    model, tok = tiny_student
+    cfg = SampleConfig(branches=2, samples_per_branch=3, max_new_tokens=10, batch_size=4, seed=3, branching=branching)
+    together = list(sample_latent_paths(model, tok, PROMPTS, cfg))
+    one_by_one = list(sample_latent_paths(model, tok, PROMPTS, replace(cfg, batch_size=1)))
+    reordered = list(sample_latent_paths(model, tok, PROMPTS[::-1], replace(cfg, batch_size=3)))
+    reordered = sorted(reordered, key=lambda s: [q for q, _ in PROMPTS].index(s.id))
+    assert _key(together) == _key(one_by_one) == _key(reordered)
+    for a, b in zip(together, one_by_one):
+        assert math.isclose(a.perplexity, b.perplexity, rel_tol=1e-4)
+    other_seed = list(sample_latent_paths(model, tok, PROMPTS, replace(cfg, seed=4)))
+    assert _key(other_seed) != _key(together)
+
+
+def test_raw_branching_samples_the_first_token_too(tiny_student):
+    model, tok = tiny_student
+    cfg = SampleConfig(branches=3, samples_per_branch=4, max_new_tokens=6, batch_size=2, branching="raw")
+    samples = list(sample_latent_paths(model, tok, PROMPTS, cfg))
+    assert len(samples) == len(PROMPTS) * 12
+    assert {(s.branch, s.branch_token) for s in samples} == {(-1, "")}
+    assert [s.id for s in samples] == [q for q, _ in PROMPTS for _ in range(12)]
+    topk = list(sample_latent_paths(model, tok, PROMPTS, replace(cfg, branching="topk")))
+    assert set(topk[0].to_json()) == set(samples[0].to_json())
+    assert len({s.text for s in samples if s.id == "c"}) > 1
+    assert {s.branch for s in topk} == {0, 1, 2}
+
+
+def test_near_zero_temperature_is_greedy(tiny_student):
+    model, tok = tiny_student
+    cfg = SampleConfig(branches=1, samples_per_branch=3, max_new_tokens=8, batch_size=4, branching="raw",
+                       temperature=1e-4)
+    greedy_texts = [g.text for g in generate_greedy(model, tok, [p for _, p in PROMPTS], 8, batch_size=4)]
+    samples = list(sample_latent_paths(model, tok, PROMPTS, cfg))
+    assert [s.text for s in samples] == [t for t in greedy_texts for _ in range(3)]
+
+
+# --- stop strings ----------------------------------------------------------------------------
+
+def test_stop_strings_cut_each_row_where_it_first_appears(tiny_student):
+    model, tok = tiny_student
+    cfg = SampleConfig(branches=2, samples_per_branch=3, max_new_tokens=24, batch_size=4, seed=5)
+    free = list(sample_latent_paths(model, tok, PROMPTS, cfg))
+    # a stop string that occurs in some samples (the random model's text is unpredictable)
+    longest = max(free, key=lambda s: len(s.text)).text
+    stop = longest[len(longest) // 2 : len(longest) // 2 + 2]
+    stopped = list(sample_latent_paths(model, tok, PROMPTS, replace(cfg, stop=[stop])))
+    cut = 0
+    for a, b in zip(free, stopped):
+        assert stop not in b.text
+        if stop in a.text:  # the same random stream up to the stop, then the row ends
+            cut += 1
+            assert b.text == a.text[: a.text.index(stop)] and b.n_tokens <= a.n_tokens
+        else:
+            assert (b.text, b.n_tokens) == (a.text, a.n_tokens)
+    assert cut >= 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(max_size=40), stops=st.lists(st.text(min_size=1, max_size=4), max_size=3))
+def test_trim_at_stop_keeps_the_text_before_the_first_stop(tiny_student, text, stops):
+    _, tok = tiny_student
+    ids = tok(text)["input_ids"]
+    lps = [-1.0] * len(ids)
+    full = tok.decode(ids, skip_special_tokens=True)
+    kept, kept_ids, kept_lps = trim_at_stop(tok, ids, lps, stops)
+    assert full.startswith(kept) and not any(s in kept for s in stops)
+    assert kept_ids == ids[: len(kept_ids)] and len(kept_lps) == len(kept_ids)
+    hits = [full.index(s) for s in stops if s in full]
+    if hits:
+        assert kept == full[: min(hits)]
+    else:
+        assert (kept, kept_ids) == (full, ids)
+
+
+# --- backends and params ---------------------------------------------------------------------
+
+def test_vllm_backend_without_vllm_is_a_one_line_error():
+    try:
+        import vllm  # noqa: F401
+        pytest.skip("vLLM is installed")
+    except ImportError:
+        pass
+    from sert.errors import ModelError
+    from sert.sampling_vllm import VllmSampler
+
+    with pytest.raises(ModelError, match=r"pip install '\.\[vllm\]'") as err:
+        VllmSampler("models/base", SampleConfig(backend="vllm"))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("key, value", [("backend", "tgi"), ("branching", "beam"), ("stop", ["x", ""])])
+def test_unknown_backend_or_branching_is_a_params_error(key, value):
+    from sert.errors import ParamsError
+    from stages.sample import check_sample_params
+
+    with pytest.raises(ParamsError, match=f"sample.{key}"):
+        check_sample_params(SampleConfig(**{key: value}))

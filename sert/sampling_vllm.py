@@ -1,0 +1,119 @@
+"""The vLLM backend (``sample.backend: vllm``; GPU; ``pip install .[vllm]``), imported lazily.
+
+The same protocol and the same ``Sample`` records as the transformers backend, so the filter
+stage cannot tell them apart:
+
+1. ``topk`` branching: one step with ``max_tokens=1`` and ``logprobs=branches`` gives each
+   prompt's top alternatives for the first token (ranked by the model's log-probability);
+2. each branch (prompt + branch token) is continued ``n=samples_per_branch`` times with top-k /
+   top-p / temperature and ``max_tokens = budget - 1``; ``raw`` branching samples
+   ``n=branches x samples_per_branch`` continuations of the prompt directly.
+
+Perplexity comes from the per-token log-probabilities vLLM returns with ``logprobs=1`` (the
+sampled token is always among them). vLLM's default ``logprobs_mode`` (``raw_logprobs``) reports
+the model's own distribution before temperature / top-k / top-p, as the transformers backend does.
+Seeds are per request, derived from ``(seed, question id, branch)``, so a question's samples do
+not depend on the batch; they are reproducible run to run, but not equal to the transformers
+backend's samples (different kernels and random streams).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+from sert.errors import ModelError
+from sert.sampling import Budget, Sample, SampleConfig, fit_budget, trim_at_stop
+from sert.text import rep_n
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError:
+        raise ModelError("sample.backend: vllm needs vLLM: pip install '.[vllm]' (GPU machines), "
+                         "or set sample.backend: hf") from None
+    return vllm
+
+
+def request_seed(seed: int, question_id: str, branch: int) -> int:
+    digest = hashlib.sha256(f"{seed}\0{question_id}\0{branch}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+class VllmSampler:
+    """Drives ``vllm.LLM`` with the paper's protocol, one batch of questions at a time."""
+
+    def __init__(self, model: str, cfg: SampleConfig, trust_remote_code: bool = False, stop_at_eos: bool = True,
+                 **llm_kwargs):
+        vllm = _import_vllm()
+        self.vllm, self.cfg, self.stop_at_eos = vllm, cfg, stop_at_eos
+        llm_kwargs.setdefault("enable_prefix_caching", True)  # branches share their prompt's KV blocks
+        self.llm = vllm.LLM(model=model, seed=cfg.seed, trust_remote_code=trust_remote_code, **llm_kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        config = getattr(self.llm.llm_engine, "model_config", None)
+        self.n_positions = getattr(config, "max_model_len", None)
+        if self.n_positions is None:  # engine internals moved: the checkpoint's own context length
+            from transformers import AutoConfig
+
+            hf = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+            self.n_positions = getattr(hf, "n_positions", None) or getattr(hf, "max_position_embeddings", None)
+
+    def plan(self, prompts: Sequence[str]) -> Budget:
+        return fit_budget(self.tokenizer, prompts, self.cfg.max_new_tokens, self.n_positions)
+
+    def _params(self, n: int, max_tokens: int, seed: int):
+        cfg = self.cfg
+        return self.vllm.SamplingParams(
+            n=n, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p, max_tokens=max_tokens,
+            seed=seed, logprobs=1, stop=list(cfg.stop) or None, ignore_eos=not self.stop_at_eos,
+            skip_special_tokens=True,
+        )
+
+    def _generate(self, prompts: list[list[int]], params: list) -> list:
+        return self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+
+    @staticmethod
+    def _token_logprobs(completion) -> list[float]:
+        return [step[token].logprob for token, step in zip(completion.token_ids, completion.logprobs)]
+
+    def _record(self, qid: str, branch: int, branch_token: str, ids: list[int], lps: list[float]) -> Sample:
+        eos = self.tokenizer.eos_token_id
+        if self.stop_at_eos and ids and ids[-1] == eos:  # as in the hf backend, EOS is not part of a sample
+            ids, lps = ids[:-1], lps[:-1]
+        text, ids, lps = trim_at_stop(self.tokenizer, ids, lps, self.cfg.stop)
+        ppl = math.exp(-sum(lps) / len(lps)) if lps else float("inf")
+        return Sample(id=qid, branch=branch, branch_token=branch_token, text=text, n_tokens=len(ids),
+                      perplexity=ppl, rep2=rep_n(ids, 2))
+
+    def sample(self, ids: Sequence[str], prompt_ids: list[list[int]], max_new: list[int]) -> list[Sample]:
+        cfg = self.cfg
+        samples: list[Sample] = []
+        if cfg.branching == "raw":
+            params = [self._params(cfg.branches * cfg.samples_per_branch, m, request_seed(cfg.seed, q, -1))
+                      for q, m in zip(ids, max_new)]
+            for qid, out in zip(ids, self._generate(prompt_ids, params)):
+                for c in out.outputs:
+                    samples.append(self._record(qid, -1, "", list(c.token_ids), self._token_logprobs(c)))
+            return samples
+        first = self.vllm.SamplingParams(n=1, temperature=0.0, max_tokens=1, logprobs=cfg.branches)
+        heads = self._generate(prompt_ids, [first] * len(prompt_ids))
+        branch_prompts, params, meta = [], [], []
+        for qid, prompt, budget, head in zip(ids, prompt_ids, max_new, heads):
+            top = sorted(head.outputs[0].logprobs[0].items(), key=lambda kv: kv[1].rank)[: cfg.branches]
+            for branch, (token, lp) in enumerate(top):
+                meta.append((qid, branch, token, lp.logprob, budget))
+                branch_prompts.append(prompt + [token])
+                params.append(self._params(cfg.samples_per_branch, max(budget - 1, 1),
+                                           request_seed(cfg.seed, qid, branch)))
+        outs = self._generate(branch_prompts, params)
+        for (qid, branch, token, lp, budget), out in zip(meta, outs):
+            token_text = self.tokenizer.decode([token])
+            for c in out.outputs:
+                if budget <= 1 or (self.stop_at_eos and token == self.tokenizer.eos_token_id):
+                    rest, rest_lps = [], []  # a branch that starts with EOS is an empty sample, as in hf
+                else:
+                    rest, rest_lps = list(c.token_ids), self._token_logprobs(c)
+                samples.append(self._record(qid, branch, token_text, [token, *rest], [lp, *rest_lps]))
+        return samples
