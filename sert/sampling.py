@@ -21,6 +21,7 @@ a second forward pass. How it is fast and reproducible:
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -216,9 +217,21 @@ class _PreallocatedLayer(DynamicLayer):
             self.keys, self.values = self.key_buffer[:, :, :filled], self.value_buffer[:, :, :filled]
 
 
+def _cache_arg(model) -> str:
+    """The forward argument that takes the KV cache: ``cache`` since transformers 5.24, before that
+    ``past_key_values`` (the package supports both; GPU images often ship an older release)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(out):
+    return out["cache"] if "cache" in out else out["past_key_values"]
+
+
 def _new_cache(model, capacity: int) -> DynamicCache:
     cache = DynamicCache(config=model.config)
-    if all(type(layer) is DynamicLayer for layer in cache.layers):  # other layer kinds keep their own cache
+    # The preallocated layer relies on DynamicLayer internals of the releases with the ``cache``
+    # argument; older ones keep the stock (concatenating) layers.
+    if _cache_arg(model) == "cache" and all(type(layer) is DynamicLayer for layer in cache.layers):
         cache.layers = [_PreallocatedLayer(capacity) for _ in cache.layers]
     return cache
 
@@ -236,9 +249,9 @@ def _prefill(model, prompt_ids: list[list[int]], pad_id: int, max_new: int = 0):
         mask[row, width - len(p):] = 1
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # each row counts from its first real token
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                cache=_new_cache(model, width + max_new), use_cache=True, logits_to_keep=1)
-    return torch.log_softmax(out.logits[:, -1, :].float(), -1), out.cache, mask
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                **{_cache_arg(model): _new_cache(model, width + max_new)})
+    return torch.log_softmax(out.logits[:, -1, :].float(), -1), _cache_of(out), mask
 
 
 class _StopWatch:
@@ -283,6 +296,7 @@ def _continue(model, cache, mask, first: torch.Tensor, first_logprobs: torch.Ten
     chooses the next token of the active ``rows`` at generation step ``step``. Returns, per
     row, the generated ids and their log-probabilities under the model (unwarped).
     """
+    cache_arg = _cache_arg(model)
     rows, steps = first.shape[0], int(limits.max())
     device = first.device
     tokens = torch.full((rows, steps), -1, dtype=torch.long)
@@ -311,9 +325,9 @@ def _continue(model, cache, mask, first: torch.Tensor, first_logprobs: torch.Ten
             cache.batch_select_indices(keep.to(device))
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
         positions = mask.sum(-1, keepdim=True) - 1
-        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=positions, cache=cache,
-                    use_cache=True)
-        cache = out.cache
+        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
+                    **{cache_arg: cache})
+        cache = _cache_of(out)
         logits = out.logits[:, -1, :].float()
         token = pick(logits, active, step + 1)
         logprob = _token_logprob(logits, token)
