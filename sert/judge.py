@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from sert.api import ApiClient, Failure, RequestFailed, api_config, failure_summary, run_jobs
+from sert.api import ApiClient, ApiConfig, Failure, RequestFailed, api_config, failure_summary, run_jobs
 from sert.errors import ParamsError
 
 CRITERIA = ("coherence", "relevance", "logical_consistency", "completeness")
@@ -59,8 +59,9 @@ def parse_scores(text: str) -> dict[str, float] | None:
 
 
 @dataclass
-class JudgeConfig:
-    """The LLM judge (the ``judge`` section of params). Off by default: the offline run needs no API."""
+class JudgeConfig(ApiConfig):
+    """The LLM judge (the ``judge`` section of params). Off by default: the offline run needs no API.
+    The request machinery fields (base_url, concurrency, retries, budget, cache) are ``ApiConfig``'s."""
 
     enabled: bool = False
     """Run the judge (needs an API key and a reachable server)."""
@@ -80,26 +81,6 @@ class JudgeConfig:
     """Length of the judge's reply in tokens."""
     max_failed_share: float = 0.05
     """The step fails if more than this share of outputs got no parseable scores."""
-    base_url: str | None = None
-    """OpenAI-compatible server root; None = OpenAI."""
-    api_key_env: str = "OPENAI_API_KEY"
-    """Environment variable that holds the API key."""
-    endpoint: str = "chat"
-    """``chat`` or ``completions``."""
-    concurrency: int = 8
-    """Requests in flight at once."""
-    timeout: float = 60.0
-    """Seconds to wait for one response before retrying it."""
-    max_retries: int = 6
-    """Retries per request on 429, 5xx, timeouts, dropped connections and malformed responses."""
-    backoff_base: float = 1.0
-    """First retry waits up to this many seconds, doubling per retry (full jitter); Retry-After wins."""
-    backoff_max: float = 60.0
-    """Cap on one backoff wait in seconds."""
-    max_requests: int | None = None
-    """Budget: requests sent per run; None = unlimited."""
-    max_tokens_total: int | None = None
-    """Budget: prompt + completion tokens per run; None = unlimited."""
     cache: str = ".sert-cache/judge.jsonl"
     """Response cache (append-only; not a DVC output, so ``dvc repro`` keeps it)."""
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from sert.api import ApiConfig
 from sert.errors import ParamsError
 from sert.tasks import Example, Task
 
 
 @dataclass
-class TeacherConfig:
+class TeacherConfig(ApiConfig):
     """Where teacher rationales come from (the ``teacher`` section of params)."""
 
     backend: str = "oracle"
@@ -28,13 +29,7 @@ class TeacherConfig:
     """Teacher model name for API backends."""
     only_correct: bool = True
     """Distil only rationales whose answer is correct (Fine-tune-CoT's rule)."""
-    # -- API backends (``openai``); the request machinery fields mirror ``sert.api.ApiConfig`` --
-    base_url: str | None = None
-    """OpenAI-compatible server root (e.g. ``http://localhost:8000/v1`` for vLLM); None = OpenAI."""
-    api_key_env: str = "OPENAI_API_KEY"
-    """Environment variable that holds the API key (the key is never put in params)."""
-    endpoint: str = "chat"
-    """``chat`` (chat completions) or ``completions`` (legacy text completions, as Fine-tune-CoT)."""
+    # -- API backends (``openai``); base_url, endpoint, concurrency, retries and budget are ``ApiConfig``'s --
     system: str | None = None
     """Optional system message (chat) or preamble (completions); None sends none."""
     reasoning_template: str = "Q: {question}\nA: Let's think step by step."
@@ -51,20 +46,6 @@ class TeacherConfig:
     """Rationales per question (Fine-tune-CoT's diverse reasoning: several, with temperature > 0)."""
     seed: int = 0
     """First request seed when ``samples`` > 1 (sample i sends seed + i, so each is its own request)."""
-    concurrency: int = 8
-    """Requests in flight at once."""
-    timeout: float = 60.0
-    """Seconds to wait for one response before retrying it."""
-    max_retries: int = 6
-    """Retries per request on 429, 5xx, timeouts, dropped connections and malformed responses."""
-    backoff_base: float = 1.0
-    """First retry waits up to this many seconds, doubling per retry (full jitter); Retry-After wins."""
-    backoff_max: float = 60.0
-    """Cap on one backoff wait in seconds."""
-    max_requests: int | None = None
-    """Budget: requests sent per run (cache hits are free); None = unlimited."""
-    max_tokens_total: int | None = None
-    """Budget: prompt + completion tokens per run (worst case checked before each request); None = unlimited."""
     max_failed_share: float = 0.0
     """The stage fails if more than this share of (question, sample) jobs failed."""
     cache: str = ".sert-cache/teacher.jsonl"
