@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sert.tasks import TASKS
-from stages import base, evaluate, filter, judge, prepare, presets, report, sample, teacher, train
+from stages import base, evaluate, filter, judge, prepare, presets, report, rounds, sample, teacher, train
 
 app = typer.Typer(
     help="Self-Enhanced Reasoning Training, one DVC stage per command. Run the whole pipeline with `dvc repro`.",
@@ -22,6 +22,7 @@ app.command("evaluate")(evaluate.main)
 app.command("report")(report.main)
 app.command("presets")(presets.main)
 app.command("judge")(judge.main)
+app.command("rounds")(rounds.main)
 
 
 @app.command("tasks")

@@ -19,6 +19,7 @@ from sert.formats import PromptConfig
 from sert.io import read_jsonl
 from sert.judge import JudgeConfig
 from sert.modeling import TinyConfig
+from sert.rounds import SertConfig
 from sert.sampling import SampleConfig
 from sert.tasks import Example, TaskConfig
 from sert.teacher import TeacherConfig
@@ -58,6 +59,7 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    sert: SertConfig = field(default_factory=SertConfig)
 
 
 SECTIONS = {name: f.default_factory for name, f in Params.__dataclass_fields__.items()}  # type: ignore[misc]
@@ -112,6 +114,7 @@ def validate_ranges(p: Params) -> None:
     check_config(p.train, "train")  # precision, device, grad_accum, checkpoint_every
     check(p.pretrain.checkpoint_every >= 0, "pretrain.checkpoint_every",
           f"must be non-negative, got {p.pretrain.checkpoint_every}")
+    check(p.sert.rounds >= 1, "sert.rounds", f"must be at least 1, got {p.sert.rounds}")
 
 
 def load_params(path: Path) -> Params:

@@ -10,6 +10,7 @@ import typer
 from sert.io import read_json, read_jsonl, write_json, write_text
 from sert.published import published_run
 from sert.report import confusion_rows, funnel_rows, render_markdown, render_svg, variant_rows
+from sert.rounds import rounds_markdown, rounds_svg, rows_from_metrics, stack_svg
 from stages.common import METRICS, VARIANTS, ParamsOption, load_params, stage
 
 PLOTS = METRICS / "plots"
@@ -25,9 +26,14 @@ def main(params: Path = ParamsOption) -> None:
     funnel = read_json(METRICS / "filter.json")
     teacher = read_json(METRICS / "teacher.json")
     published = published_run(p.task.name, p.student.model)
-    write_text(METRICS / "report.svg", render_svg(evals, published))
-    write_text(METRICS / "report.md", render_markdown(p.task.name, p.student.model, evals, funnel, teacher,
-                                                      published, figure="report.svg"))
+    rounds = rows_from_metrics(read_json(METRICS / "rounds.json"))
+    figure = render_svg(evals, published)
+    markdown = render_markdown(p.task.name, p.student.model, evals, funnel, teacher, published, figure="report.svg")
+    if len(rounds) > 1:  # iterated SERT: the per-round table, and the curve under the figure
+        figure = stack_svg(figure, rounds_svg(rounds))
+        markdown += "\n" + rounds_markdown(rounds)
+    write_text(METRICS / "report.svg", figure)
+    write_text(METRICS / "report.md", markdown)
     write_json(METRICS / "summary.json", {"task": p.task.name, "student": p.student.model, "variants": evals,
                                           "filter": funnel, "teacher": teacher})
     write_json(PLOTS / "funnel.json", funnel_rows(funnel))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from conftest import run
+from conftest import TINY, run
 
 def test_repro_writes_every_output_and_metric(project):
     for split in ("train", "test"):

@@ -1,0 +1,53 @@
+"""rounds: iterated SERT's per-round test metrics (sert/rounds.py).
+
+Rounds 1..N-1 (``models/sert_rounds/round-<k>``) are evaluated here exactly as ``evaluate@sert``
+evaluates ``models/sert`` (greedy, training prompt, ``evaluate`` params); round N *is*
+``models/sert``, so its numbers are taken from ``metrics/eval/sert.json`` instead of being
+computed twice. With the default ``sert.rounds: 1`` this stage evaluates nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sert.errors import DataError
+from sert.evaluation import score
+from sert.io import read_json, write_json
+from sert.modeling import load_student
+from sert.sampling import generate_greedy
+from sert.tasks import get_task
+from stages.common import METRICS, PREPARED, ParamsOption, load_params, read_examples, stage
+from stages.train import ROUNDS
+
+PLOT = METRICS / "plots" / "rounds.json"
+
+
+@stage
+def main(params: Path = ParamsOption) -> None:
+    """Write metrics/rounds.json (per round: samples, selected, accuracy, reasoning_rate) and the
+    plot data metrics/plots/rounds.json."""
+    p = load_params(params)
+    stats = read_json(ROUNDS / "rounds.json")
+    if [s["round"] for s in stats] != list(range(1, len(stats) + 1)):
+        raise DataError(f"{ROUNDS / 'rounds.json'}: expected rounds 1..N in order")
+    task = get_task(p.task)
+    examples = read_examples(PREPARED / "test.jsonl")
+    prompts = [p.prompts.train.format(question=ex.question) for ex in examples]
+    rows = []
+    for s in stats:
+        if s["round"] == len(stats):
+            metrics = read_json(METRICS / "eval" / "sert.json")
+        else:
+            model, tokenizer = load_student(str(ROUNDS / f"round-{s['round']}"))
+            generations = generate_greedy(model, tokenizer, prompts, p.evaluate.max_new_tokens,
+                                          p.evaluate.batch_size, desc=f"evaluate sert round {s['round']}")
+            metrics = score(task, examples, generations, p.evaluate)[1]
+        rows.append({**s, "accuracy": metrics["accuracy"], "reasoning_rate": metrics["reasoning_rate"]})
+        typer.echo(f"rounds: round {s['round']}: accuracy {metrics['accuracy']:.3f}, "
+                   f"reasoning {metrics['reasoning_rate']:.3f}")
+    # Metrics keyed by round (DVC metrics are flat mappings); the plot data is a list of rows.
+    write_json(METRICS / "rounds.json", {f"round_{r['round']}": {k: v for k, v in r.items() if k != "round"}
+                                         for r in rows})
+    write_json(PLOT, rows)

@@ -1,0 +1,123 @@
+"""Iterated SERT (sert.rounds): the train_sert stage's extra rounds, the rounds stage's per-round
+metrics and the report's per-round table and curve, in-process on a tiny random model."""
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from sert.errors import ParamsError
+from sert.io import write_json, write_jsonl
+from sert.modeling import save_student
+from sert.rounds import rounds_markdown, rounds_svg, rows_from_metrics, stack_svg
+from stages import evaluate, prepare, report, rounds, train
+from stages.common import VARIANTS, load_params
+
+PARAMS = {
+    "task": {"n_train": 4, "n_test": 3},
+    # Enough steps for the random tiny model to learn the self-training texts by heart, so that
+    # round 2's samples (from the round-1 model) have an answer clause and pass the filters.
+    "train": {"epochs": 40, "batch_size": 4, "lr": 0.01, "checkpoint_every": 0},
+    "sample": {"branches": 2, "samples_per_branch": 2, "max_new_tokens": 64, "batch_size": 4},
+    "filter": {"min_tokens": 1, "max_rep2": 1.0, "min_perplexity": 0.0, "min_reasoning_words": 1},
+    "evaluate": {"max_new_tokens": 64},
+    "sert": {"rounds": 2},
+}
+
+
+def weights(path: Path) -> dict:
+    return load_file(str(next(path.glob("*.safetensors"))))
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, tiny_student):
+    monkeypatch.chdir(tmp_path)
+    Path("params.yaml").write_text(yaml.safe_dump(PARAMS))
+    params = Path("params.yaml")
+    prepare.main(params=params)
+    model, tokenizer = tiny_student
+    save_student(model, tokenizer, Path("models/base"))
+    train_records = [json.loads(line) for line in Path("data/prepared/train.jsonl").read_text().splitlines()]
+    # Round 1's self-training set, as the filter stage would write it (hand-written reasoning).
+    write_jsonl("data/self_train.jsonl", [{**r, "reasoning": "add the numbers one by one",
+                                           "sample": "add the numbers one by one. So the answer is 1."}
+                                          for r in train_records])
+    write_json("metrics/filter.json", {"samples": 16, "selected": len(train_records)})
+    return params
+
+
+def test_two_rounds_train_evaluate_and_report(workdir):
+    train.main("sert", params=workdir)
+    stats = json.loads(Path("models/sert_rounds/rounds.json").read_text())
+    assert [s["round"] for s in stats] == [1, 2]
+    assert stats[0] == {"round": 1, "samples": 16, "selected": 4}
+    assert stats[1]["samples"] == 4 * 2 * 2 and 1 <= stats[1]["selected"] <= 4
+    round1, final = weights(Path("models/sert_rounds/round-1")), weights(Path("models/sert"))
+    assert not all((round1[k] == final[k]).all() for k in final)  # models/sert is round 2's model
+    assert not (Path("models/sert_rounds") / "round-2").exists()
+    curve = Path("metrics/plots/train/sert.csv").read_text().splitlines()
+    assert len(curve) - 1 > json.loads(Path("metrics/train/sert.json").read_text())["steps"]  # both rounds
+
+    evaluate.main("sert", params=workdir)
+    rounds.main(params=workdir)
+    metrics = json.loads(Path("metrics/rounds.json").read_text())
+    assert set(metrics) == {"round_1", "round_2"}
+    for m in metrics.values():
+        assert 0 <= m["accuracy"] <= 1 and 0 <= m["reasoning_rate"] <= 1
+    sert_eval = json.loads(Path("metrics/eval/sert.json").read_text())
+    assert metrics["round_2"]["accuracy"] == sert_eval["accuracy"]
+    # The round-1 model reasons after the training prompt it learned (it memorised the texts).
+    assert metrics["round_1"]["reasoning_rate"] > 0
+    plot = json.loads(Path("metrics/plots/rounds.json").read_text())
+    assert [r["round"] for r in plot] == [1, 2] and plot == rows_from_metrics(metrics)
+
+    # The report: other variants' files faked from sert's (only the rounds part is under test here).
+    for v in VARIANTS:
+        if v != "sert":
+            write_json(f"metrics/eval/{v}.json", sert_eval)
+            Path(f"data/predictions/{v}.jsonl").write_text(Path("data/predictions/sert.jsonl").read_text())
+    write_json("metrics/teacher.json", {"backend": "oracle", "n": 4, "n_correct": 4, "accuracy": 1.0})
+    report.main(params=workdir)
+    md = Path("metrics/report.md").read_text()
+    assert "## Iterated SERT: per round" in md
+    assert f"| 2 | 16 | {stats[1]['selected']} | {sert_eval['accuracy']:.3f} |" in md
+    svg = ET.fromstring(Path("metrics/report.svg").read_text())
+    assert len(svg.findall("{http://www.w3.org/2000/svg}svg")) == 2  # the figure and the curve
+
+
+def test_one_round_is_the_paper_and_reports_no_curve(workdir):
+    text = yaml.safe_load(Path("params.yaml").read_text())
+    text["sert"]["rounds"] = 1
+    text["train"]["epochs"] = 1
+    Path("params.yaml").write_text(yaml.safe_dump(text))
+    train.main("sert", params=workdir)
+    assert json.loads(Path("models/sert_rounds/rounds.json").read_text()) == [
+        {"round": 1, "samples": 16, "selected": 4}]
+    assert sorted(p.name for p in Path("models/sert_rounds").iterdir()) == ["rounds.json"]
+
+
+def test_rounds_must_be_positive(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("sert:\n  rounds: 0\n")
+    with pytest.raises(ParamsError, match="sert.rounds: must be at least 1"):
+        load_params(path)
+
+
+def test_markdown_and_curve_of_three_rounds():
+    rows = [{"round": k, "samples": 100, "selected": 40 + k, "accuracy": 0.1 * k, "reasoning_rate": 0.3 * k}
+            for k in (1, 2, 3)]
+    md = rounds_markdown(rows)
+    assert "| 3 | 100 | 43 | 0.300 | 0.900 |" in md
+    svg = ET.fromstring(rounds_svg(rows))
+    lines = svg.findall("{http://www.w3.org/2000/svg}polyline")
+    assert len(lines) == 2 and all(len(line.get("points").split()) == 3 for line in lines)
+    # Accuracy rises from round 1 to 3, so its line goes up (smaller y) from left to right.
+    ys = [float(pt.split(",")[1]) for pt in lines[0].get("points").split()]
+    assert ys[0] > ys[1] > ys[2]
+    stacked = ET.fromstring(stack_svg(rounds_svg(rows), rounds_svg(rows)))
+    assert int(stacked.get("height")) == 2 * int(svg.get("height"))
+    assert rows_from_metrics({f"round_{r['round']}": {k: v for k, v in r.items() if k != "round"}
+                              for r in reversed(rows)}) == rows
