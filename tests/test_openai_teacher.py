@@ -53,7 +53,7 @@ def write_project(root: Path, base_url: str, n_train: int = 12, **teacher) -> li
         path.write_text("".join(json.dumps(ex.to_json()) + "\n" for ex in examples))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["task"].update(n_train=n_train, n_test=6)
-    params["teacher"].update({"backend": "openai", "model": "teacher-model", "base_url": base_url, "timeout": 0.4,
+    params["teacher"].update({"backend": "openai", "model": "teacher-model", "base_url": base_url, "timeout": 1.5,
                               "backoff_base": 0.001, "backoff_max": 0.01, "max_retries": 3, **teacher})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return splits["train"]
@@ -92,6 +92,9 @@ def test_faults_end_in_a_rationale_or_a_recorded_failure(project, fake, capsys):
     examples = write_project(project, fake.base_url)
     q = [ex.question for ex in examples]
     fake.retry_after = "0.25"
+    # The client waits 1.5 s (write_project); slow responses take 3 s. A wide margin on both sides:
+    # with 0.4 s, a loaded CI machine timed out an ordinary request too.
+    fake.slow_seconds = 3.0
     fake.faults.update({q[0]: ["429", "500", None], q[1]: ["slow", None], q[2]: ["malformed", None],
                         q[3]: ["drop", None], q[4]: ["empty"], q[5]: ["503"]})
     fake.wrong.add(q[6])
