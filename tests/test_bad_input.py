@@ -9,28 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from sert.errors import DataError, ModelError, ParamsError
-from sert.io import read_jsonl
 from sert.modeling import load_student
 from stages.cli import app
 from stages.common import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_jsonl_errors_name_file_and_line(tmp_path):
-    path = tmp_path / "x.jsonl"
-    path.write_bytes(b'{"id": 1}\n{"id": 2, "q": "caf\xe9"}\n')
-    with pytest.raises(DataError, match=r"x\.jsonl:2: not valid UTF-8"):
-        read_jsonl(path)
-    path.write_text('{"id": 1}\n\n[1, 2]\n')
-    with pytest.raises(DataError, match=r"x\.jsonl:3: expected a JSON object"):
-        read_jsonl(path)
-    path.write_text('{"id": 1}\n{"id": 2\n')
-    with pytest.raises(DataError, match=r"x\.jsonl:2: malformed JSON"):
-        read_jsonl(path)
-    path.write_text('{"id": 1, "question": "q"}\n{"id": 2}\n')
-    with pytest.raises(DataError, match=r"x\.jsonl:2: missing field 'question'"):
-        read_jsonl(path, required=("id", "question"))
 
 
 def params_file(tmp_path, **sections):

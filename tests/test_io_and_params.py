@@ -20,8 +20,11 @@ def test_malformed_jsonl_names_file_and_line(tmp_path):
     path.write_text('{"id": "1"}\n')
     with pytest.raises(DataError, match=r"x.jsonl:1: missing field 'question'"):
         read_jsonl(path, required=("id", "question"))
-    path.write_bytes(b'{"id": "\xff"}\n')
-    with pytest.raises(DataError, match="not valid UTF-8"):
+    path.write_bytes(b'{"id": "1"}\n{"id": "\xff"}\n')
+    with pytest.raises(DataError, match=r"x.jsonl:2: not valid UTF-8"):  # the line, not a byte offset
+        read_jsonl(path)
+    path.write_text('{"id": "1"}\n\n[1, 2]\n')
+    with pytest.raises(DataError, match=r"x.jsonl:3: expected a JSON object"):
         read_jsonl(path)
     with pytest.raises(DataError, match="file not found"):
         read_jsonl(tmp_path / "missing.jsonl")
