@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sert.errors import DataError, ModelError, ParamsError
+from sert.errors import ModelError, ParamsError
 from sert.modeling import load_student
 from stages.cli import app
 from stages.common import load_params
