@@ -476,6 +476,16 @@ def test_topk_branching_matches_the_hf_backend_schema_order_and_branch_tokens(fa
     assert len({sp.seed for _, sp, _ in continuations}) == len(continuations)  # one seed per (question, branch)
 
 
+def test_more_branches_than_vllms_default_max_logprobs(fake_vllm, model_dirs):
+    """vLLM rejects logprobs > max_logprobs (default 20); the adapter raises the cap for its step."""
+    cfg = SampleConfig(branches=24, samples_per_branch=1, max_new_tokens=2, seed=0)
+    samples, _, budget = run_vllm(model_dirs["plain"], cfg, PROMPTS[:1])
+    model, tok = load(model_dirs["plain"])
+    with torch.inference_mode():
+        top = torch.topk(model(torch.tensor([budget.prompt_ids[0]])).logits[0, -1], 24).indices.tolist()
+    assert [s.branch_token for s in samples] == [tok.decode([t]) for t in top]
+
+
 # --- 2. perplexity and rep-2 from the returned log-probabilities -----------------------------
 
 @pytest.mark.parametrize("flat", [False, True])
