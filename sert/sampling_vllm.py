@@ -50,6 +50,10 @@ class VllmSampler:
         vllm = _import_vllm()
         self.vllm, self.cfg, self.stop_at_eos = vllm, cfg, stop_at_eos
         llm_kwargs.setdefault("enable_prefix_caching", True)  # branches share their prompt's KV blocks
+        # The first step asks for logprobs=branches, and vLLM rejects a request for more than the
+        # engine's max_logprobs (ModelConfig default 20: "Requested sample logprobs of N, which is
+        # greater than max allowed: 20"), so raise the cap when sample.branches exceeds it.
+        llm_kwargs.setdefault("max_logprobs", max(20, cfg.branches))
         self.llm = vllm.LLM(model=model, seed=cfg.seed, trust_remote_code=trust_remote_code, **llm_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         config = getattr(self.llm.llm_engine, "model_config", None)
