@@ -1,7 +1,13 @@
+import os
 import random
 import shutil
 import subprocess
 from pathlib import Path
+
+# One thread for torch in the suite and in the stages it runs (children inherit the variable):
+# the test models are tiny, and for them OpenMP's barriers cost more than a second core saves.
+# Set before anything imports torch. A user's OMP_NUM_THREADS wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 import yaml
