@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import openai
 from tqdm.auto import tqdm
 
 from sert.errors import ApiError, ParamsError
@@ -218,6 +217,9 @@ class ApiClient:
         self.cfg, self.prefix = cfg, prefix
         self._key = read_api_key(cfg, prefix)  # before any work: a missing key fails here
         self.cache = cache if cache is not None else ResponseCache(cfg.cache)
+        # Imported here: the openai package costs ~2 s of imports that offline stages would pay.
+        import openai
+
         self.client = openai.OpenAI(api_key=self._key, base_url=cfg.base_url, max_retries=0, timeout=cfg.timeout)
         self.usage = Usage()
         self._lock = threading.Lock()
@@ -284,6 +286,8 @@ class ApiClient:
                 self.usage.cached_prompt_tokens += hit.get("prompt_tokens", 0)
                 self.usage.cached_completion_tokens += hit.get("completion_tokens", 0)
             return hit
+        import openai  # already loaded by __init__; here for its exception classes
+
         worst = self._worst_case_tokens(body)
         reason = "no attempt"
         for attempt in range(self.cfg.max_retries + 1):

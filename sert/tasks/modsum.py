@@ -18,7 +18,6 @@ import random
 import re
 from dataclasses import dataclass
 
-from sklearn.model_selection import train_test_split
 
 from sert.tasks import register_task
 from sert.tasks.base import Example, Task, TaskError
@@ -99,6 +98,9 @@ class Modsum(Task):
             Example(id=f"modsum-{i}", question=question_text(t), answer=str(sum(t) % 10))
             for i, t in enumerate(questions)
         ]
+        # Imported here: scikit-learn costs ~2 s of imports that every other stage would pay.
+        from sklearn.model_selection import train_test_split
+
         train, test = train_test_split(examples, test_size=cfg.n_test, random_state=cfg.seed)
         return {"train": list(train), "test": list(test)}
 
