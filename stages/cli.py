@@ -1,28 +1,75 @@
-"""``sert``: the pipeline's stages as subcommands. ``dvc repro`` runs them in order (see dvc.yaml)."""
+"""``sert``: the pipeline's stages as subcommands. ``dvc repro`` runs them in order (see dvc.yaml).
+
+Each stage lives in ``stages/<name>.py`` as a Typer function ``main``. Its module is imported only
+when that stage runs: the stages import torch and transformers (seconds), and ``sert --help`` or
+``sert tasks`` should not wait for them. The one-line summaries in ``sert --help`` are read from the
+stages' docstrings without importing them.
+"""
 
 from __future__ import annotations
 
+import ast
+import importlib
+from pathlib import Path
+
+import click
 import typer
+from typer.core import TyperGroup
 
 from sert.tasks import TASKS
-from stages import base, evaluate, filter, judge, prepare, presets, report, rounds, sample, teacher, train
+
+STAGES = ("prepare", "base", "sample", "filter", "teacher", "train", "evaluate", "report", "judge", "rounds",
+          "presets")
+"""Subcommand names, in pipeline order; each is the module ``stages/<name>.py`` with a ``main``."""
+
+
+def stage_summary(name: str) -> str:
+    """The docstring of ``stages/<name>.py``'s ``main``, parsed, not imported."""
+    tree = ast.parse(Path(__file__).with_name(f"{name}.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "main":
+            return ast.get_docstring(node) or ""
+    raise RuntimeError(f"stages/{name}.py has no main()")
+
+
+def load_stage(name: str) -> click.Command:
+    """The stage's real command (imports its module)."""
+    single = typer.Typer(add_completion=False)
+    single.command(name)(importlib.import_module(f"stages.{name}").main)
+    return typer.main.get_command(single)
+
+
+class LazyStages(TyperGroup):
+    """A command group whose stage commands are placeholders (name and help only) until one is run."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name in STAGES:  # in self.commands, so typo suggestions ("did you mean") know them
+            doc = stage_summary(name)
+            self.commands[name] = click.Command(name, help=doc, short_help=" ".join(doc.split("\n\n")[0].split()))
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*STAGES, *(name for name in super().list_commands(ctx) if name not in STAGES)]
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        if args and args[0] in STAGES and not hasattr(self.commands[args[0]], "_sert_loaded"):
+            command = load_stage(args[0])
+            command._sert_loaded = True
+            self.commands[args[0]] = command
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(
-    help="Self-Enhanced Reasoning Training, one DVC stage per command. Run the whole pipeline with `dvc repro`.",
+    cls=LazyStages,
     no_args_is_help=True,
     add_completion=False,
 )
-app.command("prepare")(prepare.main)
-app.command("base")(base.main)
-app.command("sample")(sample.main)
-app.command("filter")(filter.main)
-app.command("teacher")(teacher.main)
-app.command("train")(train.main)
-app.command("evaluate")(evaluate.main)
-app.command("report")(report.main)
-app.command("presets")(presets.main)
-app.command("judge")(judge.main)
-app.command("rounds")(rounds.main)
+
+
+@app.callback()
+def main() -> None:
+    """Self-Enhanced Reasoning Training, one DVC stage per command. Run the whole pipeline with `dvc repro`."""
+    # (A callback keeps Typer from collapsing an app with one registered command into that command.)
 
 
 @app.command("tasks")
