@@ -159,6 +159,22 @@ class Interrupt(Exception):
     pass
 
 
+def straight_then_interrupted(data, cfg, total_steps, stop_at, checkpoint_dir):
+    """Train one model straight through (returned with its losses), then a fresh one that is
+    interrupted after ``stop_at`` steps, leaving its checkpoints in ``checkpoint_dir``."""
+    straight = tiny_model()
+    expected = train_causal_lm(straight, data, cfg, 0, total_steps=total_steps)
+
+    def stop(step, loss):
+        if step == stop_at:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_causal_lm(tiny_model(), data, cfg, 0, total_steps=total_steps, on_step=stop,
+                        checkpoint_dir=checkpoint_dir)
+    return straight, expected
+
+
 def test_resume_gives_the_same_weights_bitwise(tmp_path):
     """Interrupted after step 7 (checkpoint at 6), rerun: identical weights and losses to a straight run.
 
@@ -168,15 +184,7 @@ def test_resume_gives_the_same_weights_bitwise(tmp_path):
     data = examples(30)
     cfg = TrainConfig(batch_size=4, lr=3e-3, seed=5, schedule="cosine", warmup_steps=3, max_length=64,
                       length_grouping=True, grad_accum=2, checkpoint_every=3, device="cpu")
-    straight = tiny_model()
-    expected = train_causal_lm(straight, data, cfg, 0, total_steps=14)
-
-    def stop(step, loss):
-        if step == 7:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        train_causal_lm(tiny_model(), data, cfg, 0, total_steps=14, on_step=stop, checkpoint_dir=tmp_path)
+    straight, expected = straight_then_interrupted(data, cfg, 14, 7, tmp_path)
     (run,) = tmp_path.iterdir()
     assert sorted(p.name for p in run.iterdir()) == ["step-00000003", "step-00000006"]
     resumed = tiny_model()
@@ -189,15 +197,7 @@ def test_resume_gives_the_same_weights_bitwise(tmp_path):
 def test_damaged_newest_checkpoint_falls_back_and_other_runs_are_not_resumed(tmp_path):
     data = examples(16)
     cfg = TrainConfig(batch_size=4, checkpoint_every=2, device="cpu")
-    straight = tiny_model()
-    expected = train_causal_lm(straight, data, cfg, 0, total_steps=6)
-
-    def stop(step, loss):
-        if step == 4:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        train_causal_lm(tiny_model(), data, cfg, 0, total_steps=6, on_step=stop, checkpoint_dir=tmp_path)
+    straight, expected = straight_then_interrupted(data, cfg, 6, 4, tmp_path)
     (run,) = tmp_path.iterdir()
     (run / "step-00000004" / "trainer.pt").write_bytes(b"truncated")
     resumed = tiny_model()
