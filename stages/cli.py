@@ -44,6 +44,7 @@ class LazyStages(TyperGroup):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.loaded: set[str] = set()
         for name in STAGES:  # in self.commands, so typo suggestions ("did you mean") know them
             doc = stage_summary(name)
             self.commands[name] = click.Command(name, help=doc, short_help=" ".join(doc.split("\n\n")[0].split()))
@@ -52,10 +53,9 @@ class LazyStages(TyperGroup):
         return [*STAGES, *(name for name in super().list_commands(ctx) if name not in STAGES)]
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
-        if args and args[0] in STAGES and not hasattr(self.commands[args[0]], "_sert_loaded"):
-            command = load_stage(args[0])
-            command._sert_loaded = True
-            self.commands[args[0]] = command
+        if args and args[0] in STAGES and args[0] not in self.loaded:
+            self.commands[args[0]] = load_stage(args[0])
+            self.loaded.add(args[0])
         return super().resolve_command(ctx, args)
 
 
