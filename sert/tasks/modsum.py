@@ -18,7 +18,6 @@ import random
 import re
 from dataclasses import dataclass
 
-
 from sert.tasks import register_task
 from sert.tasks.base import Example, Task, TaskError
 
