@@ -67,8 +67,8 @@ SECTIONS = {name: f.default_factory for name, f in Params.__dataclass_fields__.i
 
 def validate_ranges(p: Params) -> None:
     """Out-of-range values are errors before any work starts."""
-    for key, value in {"task.n_train": p.task.n_train, "task.n_test": p.task.n_test}.items():
-        check(value is None or value >= 1, key, f"must be at least 1 or null (all), got {value}")
+    for key, value in {"task.subset_train": p.task.subset_train, "task.subset_test": p.task.subset_test}.items():
+        check(value is None or value >= 1, key, f"must be at least 1 or null (the whole split), got {value}")
     check(0 < p.task.test_fraction < 1, "task.test_fraction", f"must be in (0, 1), got {p.task.test_fraction}")
     positive_ints = {
         "pretrain.n_layer": p.pretrain.n_layer, "pretrain.n_embd": p.pretrain.n_embd,
