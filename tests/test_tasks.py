@@ -112,3 +112,16 @@ def test_corpus_mixture_and_held_out_questions(modsum):
 def test_extraction_total_and_whitespace_stable(text, left, right):
     task = get_task(TaskConfig())
     assert task.extract_answer(left + text + right) == task.extract_answer(text)
+
+
+def test_every_stage_validates_task_options_before_work(tmp_path):
+    """load_params (run by every stage first) checks task.name and every task.options entry."""
+    from stages.common import load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text("task:\n  options:\n    modsum:\n      n_term: 4\n")
+    with pytest.raises(SertError, match=r"^task\.options\.modsum\.n_term: unknown key; allowed: n_train, n_test, n_terms$"):
+        load_params(path)
+    path.write_text("task:\n  name: strategyqa\n  options:\n    lastleter: {n_items: 3}\n")
+    with pytest.raises(SertError, match=r"^task\.options\.lastleter: not a registered task"):
+        load_params(path)
