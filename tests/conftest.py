@@ -22,7 +22,7 @@ def tiny_student(tmp_path_factory):
     from sert.modeling import TinyConfig, build_tiny_model, train_tokenizer
     from sert.tasks import TaskConfig, get_task
 
-    task = get_task(TaskConfig(n_train=10, n_test=5))
+    task = get_task(TaskConfig(options={"modsum": {"n_train": 10, "n_test": 5}}))
     docs = task.pretraining_corpus(random.Random(0), 300, 0.3, 0.5, set())
     tokenizer = train_tokenizer(["".join(t for t, _ in d) for d in docs], 300)
     model = build_tiny_model(TinyConfig(n_layer=1, n_embd=32, n_head=2), tokenizer)
@@ -37,7 +37,7 @@ def gpt2_tokenizer():
 
 
 TINY = {
-    "task": {"n_train": 12, "n_test": 8},
+    "task": {"options": {"modsum": {"n_train": 12, "n_test": 8}}},
     "pretrain": {"n_layer": 1, "n_embd": 64, "n_head": 2, "documents": 3000, "steps": 250, "batch_size": 16,
                  "lr": 0.003},
     "sample": {"branches": 3, "samples_per_branch": 2, "max_new_tokens": 32},

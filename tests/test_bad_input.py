@@ -29,7 +29,7 @@ def params_file(tmp_path, **sections):
     ({"train": {"epochs": -1}}, r"train\.epochs: must be at least 1, got -1"),
     ({"train": {"epoch": 3}}, r"train\.epoch: unknown key; allowed: epochs, "),
     ({"filter": {"require_correct": "yes"}}, r"filter\.require_correct: expected bool, got 'yes'"),
-    ({"task": {"n_test": 0}}, r"task\.n_test: must be at least 1 or null"),
+    ({"task": {"subset_test": 0}}, r"task\.subset_test: must be at least 1 or null"),
     ({"task": {"test_fraction": 1.0}}, r"task\.test_fraction: must be in \(0, 1\)"),
     ({"tsak": {}}, r"tsak: unknown section; allowed: task, "),
 ])
@@ -45,7 +45,7 @@ def test_stage_refuses_bad_data_with_one_line_and_writes_nothing(tmp_path, monke
     data.mkdir()
     (data / "train_rand_split.jsonl").write_text(json.dumps(record) + "\n")
     (data / "dev_rand_split.jsonl").write_text(json.dumps(record) + "\n")   # the same id in both splits
-    params_file(tmp_path, task={"name": "commonsenseqa", "source": str(data), "n_train": None, "n_test": None})
+    params_file(tmp_path, task={"name": "commonsenseqa", "source": str(data)})
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["prepare"])
     assert result.exit_code == 1

@@ -69,8 +69,8 @@ def test_random_gpt2_small_runs_prepare_sample_filter(tmp_path, tokenizer, monke
 
     project = tmp_path / "project"
     project.mkdir()
-    params = preset("strategyqa", "gpt2")
-    params["task"].update(source=str(STRATEGYQA), n_train=2, n_test=1)
+    params = preset("strategyqa-gpt2")
+    params["task"].update(source=str(STRATEGYQA), subset_train=2, subset_test=1)
     params["student"]["model"] = str(student)
     params["sample"].update(branches=3, samples_per_branch=2, max_new_tokens=16, batch_size=2)
     (project / "params.yaml").write_text(yaml.safe_dump(params))

@@ -45,14 +45,14 @@ def fake(server):
 
 def write_project(root: Path, base_url: str, n_train: int = 12, **teacher) -> list:
     """data/prepared/{train,test}.jsonl for modsum and a params.yaml with the openai teacher."""
-    task = get_task(TaskConfig(n_train=n_train, n_test=6))
+    task = get_task(TaskConfig(options={"modsum": {"n_train": n_train, "n_test": 6}}))
     splits = task.load()
     for split, examples in splits.items():
         path = root / "data/prepared" / f"{split}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(ex.to_json()) + "\n" for ex in examples))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["task"].update(n_train=n_train, n_test=6)
+    params["task"]["options"] = {"modsum": {"n_train": n_train, "n_test": 6}}
     params["teacher"].update({"backend": "openai", "model": "teacher-model", "base_url": base_url, "timeout": 1.5,
                               "backoff_base": 0.001, "backoff_max": 0.01, "max_retries": 3, **teacher})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

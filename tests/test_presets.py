@@ -1,37 +1,67 @@
-"""Every shipped preset validates and carries the published protocol; files match the table."""
+"""Every shipped preset validates and carries the published protocol, departing from it only where
+its table entry says so (and its header states why); the files match the table."""
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from stages.common import load_params
-from stages.presets import MODELS, all_presets, render
+from stages.presets import MODELS, PRESETS, TASKS, all_presets, protocol, render
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = sorted((ROOT / "presets").glob("*.yaml"))
 
 
-def test_six_presets_committed_and_in_sync_with_the_table():
+def flat(params: dict) -> dict:
+    return {f"{section}.{key}": value for section, values in params.items() for key, value in values.items()}
+
+
+def test_presets_committed_and_in_sync_with_the_table():
     presets = all_presets()
-    assert sorted(p.stem for p in FILES) == sorted(presets) and len(presets) == 6
+    assert sorted(p.stem for p in FILES) == sorted(presets) == sorted(PRESETS)
+    assert {f"{task}-{model}" for task in TASKS for model in MODELS} <= set(presets)   # the paper's six runs
     for path in FILES:
         assert path.read_text(encoding="utf-8") == render(path.stem, presets[path.stem]), \
             f"{path.name} is stale: run `sert presets`"
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_preset_is_the_protocol_but_for_its_stated_departures(path):
+    """Read back from the file: any key that differs from the paper's protocol is a file location
+    or a departure the header states with its reason."""
+    entry = PRESETS[path.stem]
+    loaded = flat(asdict(load_params(path)))
+    paper = flat(protocol(entry.task, entry.model))
+    differing = {key for key in paper if loaded[key] != paper[key]}
+    assert differing <= set(entry.data) | set(entry.departures)
+    assert set(entry.departures) <= differing, "a stated departure must depart from the protocol"
+    text = path.read_text(encoding="utf-8")
+    for key, (value, reason) in entry.departures.items():
+        assert loaded[key] == value and reason and f"#   {key}: {value} -- {reason}\n" in text
+    assert "Run: cp presets/" in text
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_preset_validates_with_the_paper_protocol(path):
     p = load_params(path)
-    task, model = path.stem.split("-", 1)
-    assert p.task.name == task and p.student.model == model in MODELS
-    assert p.task.n_train is None and p.task.n_test is None and p.task.seed == 0
+    entry = PRESETS[path.stem]
+    assert p.task.name == entry.task and p.student.model == entry.model and p.task.seed == 0
+    assert p.task.options == {}
     assert (p.sample.branches, p.sample.samples_per_branch, p.sample.top_k, p.sample.top_p) == (5, 5, 10, 0.95)
     assert (p.filter.min_tokens, p.filter.max_rep2, p.filter.min_perplexity) == (25, 0.2, 5.0)
-    assert (p.train.batch_size, p.train.lr, p.train.epochs, p.train.weight_decay) == (8, 3e-4, 20, 0.0)
-    assert p.teacher.backend == "openai" and p.teacher.only_correct and p.teacher.endpoint == "completions"
+    assert (p.train.batch_size, p.train.lr, p.train.weight_decay) == (8, 3e-4, 0.0)
+    assert p.teacher.only_correct and p.teacher.endpoint == "completions"
     assert (p.teacher.temperature, p.teacher.max_tokens) == (0.0, 128)   # Fine-tune-CoT's teacher decoding
     assert p.prompts.zero_shot == "Question: {question}\nAnswer:"
-    assert "Run: cp presets/" in path.read_text()
+    if p.task.name == "strategyqa":
+        # The paper's teacher: Fine-tune-CoT's released text-davinci-002 completions.
+        assert p.teacher.backend == "import" and p.teacher.source.endswith("D_strategy_qa.json")
+    else:
+        assert p.teacher.backend == "openai" and p.teacher.model == "gpt-3.5-turbo-instruct"
+    if not entry.departures:   # the paper's runs: whole splits, 20 epochs, room for RD's long outputs
+        assert entry.model in MODELS and p.task.subset_train is None and p.task.subset_test is None
+        assert p.train.epochs == 20 and p.evaluate.max_new_tokens == 512
 
 
 def test_default_params_file_validates():

@@ -3,12 +3,16 @@ import teacher against Fine-tune-CoT's published teacher accuracy. Tests that re
 ../shared/data skip when it is absent (a user's clone has none)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import SHARED
+from conftest import ROOT, SHARED
 from sert.errors import DataError, ParamsError, SertError
 from sert.tasks import TASKS, Example, TaskConfig, get_task
 from sert.tasks.base import split_by_file, split_by_seed
@@ -24,7 +28,7 @@ FT_TEACHER = DATA / "finetune-cot/D_strategy_qa.json"
 
 
 def task(name, **kw):
-    return get_task(TaskConfig(name=name, **{"n_train": None, "n_test": None, **kw}))
+    return get_task(TaskConfig(name=name, **kw))
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +37,39 @@ def strategyqa_all():
     return t, t.read_source()
 
 
+def prepare_with(tmp_path, **task_keys):
+    """Run the real `sert prepare` on the committed params.yaml with only ``task_keys`` changed;
+    return the prepared {split: [records]}."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params["task"].update(task_keys)
+    tmp_path.mkdir()
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "stages.cli", "prepare"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return {split: [json.loads(line) for line in (tmp_path / "data/prepared" / f"{split}.jsonl").open()]
+            for split in ("train", "test")}
+
+
 # -- StrategyQA ------------------------------------------------------------------------------------
+
+@needs_shared
+def test_switching_the_default_params_to_a_dataset_prepares_its_whole_published_split(tmp_path):
+    """The tiny world's sizes are modsum's options: naming a dataset task (and where its files are)
+    gives the whole published split, not the first 400 / 200 questions of it."""
+    split = json.loads(FT_SPLIT.read_text())
+    strategyqa = prepare_with(tmp_path / "sqa", name="strategyqa", source=str(STRATEGYQA), split_file=str(FT_SPLIT))
+    assert (len(strategyqa["train"]), len(strategyqa["test"])) == (1603, 687)
+    assert [r["id"] for r in strategyqa["train"]] == [str(i) for i in split["train"]]
+    assert [r["id"] for r in strategyqa["test"]] == [str(i) for i in split["test"]]
+    csqa = prepare_with(tmp_path / "csqa", name="commonsenseqa", source=str(DATA / "commonsenseqa"))
+    assert (len(csqa["train"]), len(csqa["test"])) == (9741, 1221)
+    # A stated subset (the CPU preset's): the first questions of the published split, in its order.
+    subset = prepare_with(tmp_path / "subset", name="strategyqa", source=str(STRATEGYQA), split_file=str(FT_SPLIT),
+                          subset_train=200, subset_test=100)
+    assert subset == {"train": strategyqa["train"][:200], "test": strategyqa["test"][:100]}
+
 
 @needs_shared
 def test_strategyqa_split_file_and_seeded_split_agree(strategyqa_all):
@@ -46,7 +82,7 @@ def test_strategyqa_split_file_and_seeded_split_agree(strategyqa_all):
     assert split_by_seed(examples, 0.3, 1) != by_file
     loaded = task("strategyqa", source=str(STRATEGYQA), split_file=str(FT_SPLIT)).load()
     assert loaded == by_file
-    capped = task("strategyqa", source=str(STRATEGYQA), n_train=5, n_test=3).load()
+    capped = task("strategyqa", source=str(STRATEGYQA), subset_train=5, subset_test=3).load()
     assert capped["train"] == by_file["train"][:5] and capped["test"] == by_file["test"][:3]
 
 
@@ -145,9 +181,10 @@ def test_gsm8k_local_files_and_numbers(tmp_path):
 
 @pytest.mark.parametrize("name", ["coinflip", "lastletter"])
 def test_generated_tasks_are_seeded_and_their_references_are_correct(name):
-    t = get_task(TaskConfig(name=name, n_train=40, n_test=10, seed=1))
+    config = TaskConfig(name=name, seed=1, options={name: {"n_train": 40, "n_test": 10}})
+    t = get_task(config)
     splits = t.load()
-    assert splits == get_task(TaskConfig(name=name, n_train=40, n_test=10, seed=1)).load()
+    assert splits == get_task(config).load()
     questions = [e.question for s in splits.values() for e in s]
     assert len(set(questions)) == 50
     for ex in splits["train"] + splits["test"]:

@@ -17,7 +17,7 @@ from stages import evaluate, prepare, report, rounds, train
 from stages.common import VARIANTS, load_params
 
 PARAMS = {
-    "task": {"n_train": 4, "n_test": 3},
+    "task": {"options": {"modsum": {"n_train": 4, "n_test": 3}}},
     # Enough steps for the random tiny model to learn the self-training texts by heart, so that
     # round 2's samples (from the round-1 model) have an answer clause and pass the filters.
     "train": {"epochs": 40, "batch_size": 4, "lr": 0.01, "checkpoint_every": 0},

@@ -12,7 +12,7 @@ from stages.common import VARIANTS
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 SMALL = {
-    "task": {"n_train": 10, "n_test": 6, "options": {}},
+    "task": {"subset_train": 10, "subset_test": 6},   # coin flip and last letter generate 350 / 150
     "pretrain": {"n_layer": 1, "n_embd": 64, "n_head": 2, "documents": 1500, "steps": 150, "batch_size": 16,
                  "lr": 0.003, "worked_fraction": 0.5},
     "sample": {"branches": 2, "samples_per_branch": 2, "max_new_tokens": 24},

@@ -4,14 +4,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sert.errors import TaskError
+from sert.errors import SertError, TaskError
 from sert.tasks import Example, TaskConfig, get_task
 from sert.tasks.modsum import worked_solution
 
 
+def modsum_config(n_train, n_test, **kw):
+    return TaskConfig(options={"modsum": {"n_train": n_train, "n_test": n_test}}, **kw)
+
+
 @pytest.fixture(scope="module")
 def modsum():
-    return get_task(TaskConfig(n_train=50, n_test=20, seed=3))
+    return get_task(modsum_config(50, 20, seed=3))
 
 
 def test_load_sizes_disjoint_and_gold_answers(modsum):
@@ -24,8 +28,16 @@ def test_load_sizes_disjoint_and_gold_answers(modsum):
 
 
 def test_load_is_seeded(modsum):
-    assert modsum.load() == get_task(TaskConfig(n_train=50, n_test=20, seed=3)).load()
-    assert modsum.load() != get_task(TaskConfig(n_train=50, n_test=20, seed=4)).load()
+    assert modsum.load() == get_task(modsum_config(50, 20, seed=3)).load()
+    assert modsum.load() != get_task(modsum_config(50, 20, seed=4)).load()
+
+
+def test_subset_keeps_the_first_questions_of_each_split(modsum):
+    whole = modsum.load()
+    cut = get_task(modsum_config(50, 20, seed=3, subset_train=7, subset_test=3)).load()
+    assert cut == {"train": whole["train"][:7], "test": whole["test"][:3]}
+    with pytest.raises(TaskError, match=r"task\.subset_test: 21 asked for, but the test split holds 20"):
+        get_task(modsum_config(50, 20, seed=3, subset_test=21)).load()
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -47,10 +59,32 @@ def test_validate_rejects_answers_outside_the_space(modsum):
 def test_unknown_task_and_options():
     with pytest.raises(TaskError, match="unknown task 'nope'.*modsum"):
         get_task(TaskConfig(name="nope"))
-    with pytest.raises(TaskError, match="n_terms"):
-        get_task(TaskConfig(options={"n_terms": 20}))
-    with pytest.raises(TaskError, match="unknown key 'terms'"):
-        get_task(TaskConfig(options={"terms": 3}))
+    with pytest.raises(TaskError, match=r"task\.options\.modsum\.n_terms: expected an integer in \[2, 8\]"):
+        get_task(TaskConfig(options={"modsum": {"n_terms": 20}}))
+    with pytest.raises(SertError, match=r"task\.options\.modsum\.terms: unknown key; allowed: n_train, n_test, n_terms"):
+        get_task(TaskConfig(options={"modsum": {"terms": 3}}))
+    with pytest.raises(SertError, match=r"task\.options\.modsum\.n_train: expected int, got 'many'"):
+        get_task(TaskConfig(options={"modsum": {"n_train": "many"}}))
+    with pytest.raises(TaskError, match=r"task\.options\.modsum\.n_test: must be at least 1, got 0"):
+        get_task(TaskConfig(options={"modsum": {"n_test": 0}}))
+    with pytest.raises(TaskError, match=r"task\.options\.modsum: modsum with 2 terms has only 100 distinct"):
+        get_task(TaskConfig(options={"modsum": {"n_terms": 2}}))
+    # Options are keyed by task name: flat options (the old layout) name no task.
+    with pytest.raises(TaskError, match=r"task\.options\.n_terms: not a registered task"):
+        get_task(TaskConfig(options={"n_terms": 4}))
+    with pytest.raises(TaskError, match=r"task\.options\.strategyqa: task 'strategyqa' takes no options"):
+        get_task(TaskConfig(name="strategyqa", options={"strategyqa": {"n_train": 5}}))
+
+
+def test_switching_task_leaves_the_other_tasks_options_alone():
+    """The default params carry modsum's options; another task neither reads nor trips over them,
+    but a typo in them is still caught, whichever task runs."""
+    options = {"modsum": {"n_train": 400, "n_test": 200, "n_terms": 4}}
+    coinflip = get_task(TaskConfig(name="coinflip", options=options))
+    assert coinflip.options.n_items == 4 and {len(s) for s in coinflip.load().values()} == {350, 150}
+    assert get_task(TaskConfig(name="strategyqa", options=options)).options == get_task(TaskConfig(name="strategyqa")).options
+    with pytest.raises(SertError, match=r"task\.options\.modsum\.n_term: unknown key"):
+        get_task(TaskConfig(name="coinflip", options={"modsum": {"n_term": 4}}))
 
 
 def test_oracle_rationale_reaches_the_gold_answer(modsum):
@@ -78,3 +112,16 @@ def test_corpus_mixture_and_held_out_questions(modsum):
 def test_extraction_total_and_whitespace_stable(text, left, right):
     task = get_task(TaskConfig())
     assert task.extract_answer(left + text + right) == task.extract_answer(text)
+
+
+def test_every_stage_validates_task_options_before_work(tmp_path):
+    """load_params (run by every stage first) checks task.name and every task.options entry."""
+    from stages.common import load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text("task:\n  options:\n    modsum:\n      n_term: 4\n")
+    with pytest.raises(SertError, match=r"^task\.options\.modsum\.n_term: unknown key; allowed: n_train, n_test, n_terms$"):
+        load_params(path)
+    path.write_text("task:\n  name: strategyqa\n  options:\n    lastleter: {n_items: 3}\n")
+    with pytest.raises(SertError, match=r"^task\.options\.lastleter: not a registered task"):
+        load_params(path)

@@ -8,12 +8,14 @@ and the shared answer-prefix rule of Fine-tune-CoT.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from sert.config import from_mapping
 from sert.errors import DataError, TaskError
 from sert.text import split_answer_clause
 
@@ -46,7 +48,13 @@ class Example:
 
 @dataclass
 class TaskConfig:
-    """Which task to build and how to split it (the ``task`` section of params)."""
+    """Which task to build and how to split it (the ``task`` section of params).
+
+    Nothing here is specific to one task, so switching ``name`` (and ``source``) never trips over
+    another task's settings: a dataset task gives its whole published split unless a subset is
+    asked for, and task-specific settings (a generated task's sizes among them) live under
+    ``options.<task name>``, read only by that task.
+    """
 
     name: str = "modsum"
     """Registered task name (see ``sert tasks`` or ``sert.tasks.TASKS``)."""
@@ -60,29 +68,71 @@ class TaskConfig:
     """Share of examples in the test split when splitting by seed (Fine-tune-CoT: 0.3)."""
     seed: int = 0
     """Seed for generating and splitting the data (Fine-tune-CoT: 0)."""
-    n_train: int | None = 400
-    """Training questions: synthetic tasks generate exactly this many; dataset tasks keep the
-    first this many of the split (null: all, as in the paper)."""
-    n_test: int | None = 200
-    """Test questions, as ``n_train``."""
-    options: dict[str, Any] = field(default_factory=dict)
-    """Task-specific options, validated by the task (e.g. ``n_terms`` for modsum)."""
+    subset_train: int | None = None
+    """A deliberate subset: keep only the first this many train questions of the task's split, in
+    split order (null: the whole split, as in the paper)."""
+    subset_test: int | None = None
+    """Likewise for the test split (null: all of it)."""
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Task-specific options keyed by task name, e.g. ``{"modsum": {"n_train": 400, "n_terms": 4}}``;
+    each entry is validated by its task's ``Options`` and only ``name``'s entry is used."""
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Options of a task that has none (the dataset tasks)."""
+
+
+@dataclass(frozen=True)
+class GeneratedSizes:
+    """The sizes of a generated task's splits (a dataset task's come from its data)."""
+
+    n_train: int = 350
+    """Training questions to generate (Fine-tune-CoT's symbolic tasks: 500 questions, 70/30)."""
+    n_test: int = 150
+    """Test questions to generate, disjoint from the training ones."""
 
 
 class Task:
-    """Base class; subclasses set ``name`` and implement ``load``."""
+    """Base class; subclasses set ``name`` and implement ``splits`` (and ``Options`` if they take any)."""
 
     name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
+    """The dataclass of ``task.options.<name>``: typed, documented, unknown keys rejected."""
     answer_space: ClassVar[tuple[str, ...] | None] = None
     """The allowed gold answers, or None for open answers (numbers)."""
     candidate_pattern: ClassVar[re.Pattern[str]] = re.compile(r"\S+")
 
     def __init__(self, config: TaskConfig) -> None:
         self.config = config
+        self.options = self.parse_options(config.options.get(self.name))
+
+    @classmethod
+    def parse_options(cls, raw: Any) -> Any:
+        """``task.options.<name>`` as the task's ``Options``; wrong keys, types and ranges are errors."""
+        key = f"task.options.{cls.name}"
+        if raw and not dataclasses.fields(cls.Options):
+            raise TaskError(f"{key}: task {cls.name!r} takes no options, got {sorted(raw) if isinstance(raw, dict) else raw!r}")
+        options = from_mapping(cls.Options, raw, key)
+        for f in dataclasses.fields(options):
+            value = getattr(options, f.name)
+            # Every option so far is a count; a task with another kind overrides check_options.
+            if isinstance(value, int) and value < 1:
+                raise TaskError(f"{key}.{f.name}: must be at least 1, got {value}")
+        cls.check_options(options, key)
+        return options
+
+    @classmethod
+    def check_options(cls, options: Any, key: str) -> None:
+        """Task-specific range checks of the parsed options (none by default)."""
 
     # -- data -----------------------------------------------------------------
     def load(self) -> dict[str, list[Example]]:
-        """Return ``{"train": [...], "test": [...]}``."""
+        """``{"train": [...], "test": [...]}``: the task's splits, cut to ``task.subset_*`` if set."""
+        return take_subset(self.splits(), self.config)
+
+    def splits(self) -> dict[str, list[Example]]:
+        """The task's whole train and test splits."""
         raise NotImplementedError
 
     def validate(self, example: Example, where: str) -> None:
@@ -165,18 +215,16 @@ class DatasetTask(Task):
     def read_source(self) -> list[Example] | dict[str, list[Example]]:
         raise NotImplementedError
 
-    def load(self) -> dict[str, list[Example]]:
+    def splits(self) -> dict[str, list[Example]]:
         data = self.read_source()
         cfg = self.config
         if isinstance(data, dict):
             if cfg.split_file:
                 raise TaskError(f"task {self.name!r} has its own train/test split; task.split_file does not apply")
-            splits = data
-        elif cfg.split_file:
-            splits = split_by_file(data, cfg.split_file)
-        else:
-            splits = split_by_seed(data, cfg.test_fraction, cfg.seed)
-        return limit(splits, cfg)
+            return data
+        if cfg.split_file:
+            return split_by_file(data, cfg.split_file)
+        return split_by_seed(data, cfg.test_fraction, cfg.seed)
 
     def check_answer(self, example: Example, where: str) -> Example:
         """Validate on load: a gold answer outside the answer space names the file and record."""
@@ -227,10 +275,18 @@ def split_by_file(examples: list[Example], path: str) -> dict[str, list[Example]
     return out
 
 
-def limit(splits: dict[str, list[Example]], config: TaskConfig) -> dict[str, list[Example]]:
-    """Keep the first ``n_train`` / ``n_test`` examples of each split (null keeps all)."""
-    caps = {"train": config.n_train, "test": config.n_test}
-    return {name: examples if caps[name] is None else examples[: caps[name]] for name, examples in splits.items()}
+def take_subset(splits: dict[str, list[Example]], config: TaskConfig) -> dict[str, list[Example]]:
+    """Keep the first ``subset_train`` / ``subset_test`` examples of each split (null keeps all).
+    Asking for more than a split holds is an error: a stated subset that silently is not one
+    would misreport the run."""
+    caps = {"train": config.subset_train, "test": config.subset_test}
+    out = {}
+    for name, examples in splits.items():
+        cap = caps.get(name)
+        if cap is not None and cap > len(examples):
+            raise TaskError(f"task.subset_{name}: {cap} asked for, but the {name} split holds {len(examples)}")
+        out[name] = examples if cap is None else examples[:cap]
+    return out
 
 
 def read_json_file(path: str):

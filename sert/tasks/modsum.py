@@ -19,14 +19,20 @@ import re
 from dataclasses import dataclass
 
 from sert.tasks import register_task
-from sert.tasks.base import Example, Task, TaskError
+from sert.tasks.base import Example, GeneratedSizes, Task, TaskError
 
 
 FACTS_PER_DOCUMENT = 1
 
 
 @dataclass(frozen=True)
-class ModsumOptions:
+class ModsumOptions(GeneratedSizes):
+    """``task.options.modsum``: the tiny world's sizes and question length."""
+
+    n_train: int = 400
+    """Training questions to generate."""
+    n_test: int = 200
+    """Test questions to generate, disjoint from the training ones."""
     n_terms: int = 4
     """Number of single-digit terms per question (chain length is n_terms - 1 steps)."""
 
@@ -63,17 +69,18 @@ class Modsum(Task):
     """Sums of single digits mod 10 (synthetic, generated with task.seed)."""
 
     name = "modsum"
+    Options = ModsumOptions
     answer_space = tuple(str(d) for d in range(10))
     candidate_pattern = re.compile(r"(?<![\w.])\d+(?![\w])")
 
-    def __init__(self, config) -> None:
-        super().__init__(config)
-        unknown = set(config.options) - {"n_terms"}
-        if unknown:
-            raise TaskError(f"task.options: unknown key {sorted(unknown)[0]!r} for modsum; allowed: n_terms")
-        self.options = ModsumOptions(**config.options)
-        if not isinstance(self.options.n_terms, int) or not 2 <= self.options.n_terms <= 8:
-            raise TaskError(f"task.options.n_terms: expected an integer in [2, 8], got {self.options.n_terms!r}")
+    @classmethod
+    def check_options(cls, options: ModsumOptions, key: str) -> None:
+        if not 2 <= options.n_terms <= 8:
+            raise TaskError(f"{key}.n_terms: expected an integer in [2, 8], got {options.n_terms!r}")
+        total = options.n_train + options.n_test
+        if total > 10**options.n_terms:
+            raise TaskError(f"{key}: modsum with {options.n_terms} terms has only {10**options.n_terms} distinct "
+                            f"questions, asked for {total}")
 
     @staticmethod
     def terms_of(example: Example) -> tuple[int, ...]:
@@ -82,13 +89,9 @@ class Modsum(Task):
             raise TaskError(f"record {example.id!r} is not a modsum question: {example.question!r}")
         return tuple(int(t) for t in match.group(1).split(" + "))
 
-    def load(self) -> dict[str, list[Example]]:
+    def splits(self) -> dict[str, list[Example]]:
         cfg, n = self.config, self.options.n_terms
-        total = cfg.n_train + cfg.n_test
-        if cfg.n_train < 1 or cfg.n_test < 1:
-            raise TaskError("task.n_train and task.n_test must be at least 1")
-        if total > 10**n:
-            raise TaskError(f"modsum with {n} terms has only {10**n} distinct questions, asked for {total}")
+        total = self.options.n_train + self.options.n_test
         rng = random.Random(cfg.seed)
         # Sample distinct term tuples without materialising all 10**n of them.
         chosen = rng.sample(range(10**n), total)
@@ -100,7 +103,7 @@ class Modsum(Task):
         # Imported here: scikit-learn costs ~2 s of imports that every other stage would pay.
         from sklearn.model_selection import train_test_split
 
-        train, test = train_test_split(examples, test_size=cfg.n_test, random_state=cfg.seed)
+        train, test = train_test_split(examples, test_size=self.options.n_test, random_state=cfg.seed)
         return {"train": list(train), "test": list(test)}
 
     def oracle_rationale(self, example: Example) -> str:

@@ -6,17 +6,20 @@
               -> "yrn"
 Both generate unlimited fresh questions, so the tiny student can be pretrained on questions
 outside the splits (with generated step-by-step references in ``pretrain.worked_fraction``).
-``task.options.n_items``: people flipping / names to concatenate (default 4, as in the papers).
+``task.options.<name>``: ``n_items`` people flipping / names to concatenate (default 4, as in the
+papers) and the split sizes ``n_train`` / ``n_test`` (default 350 / 150: Fine-tune-CoT's 500
+questions split 70/30).
 """
 
 from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass
 
 from sert.errors import TaskError
 from sert.tasks import register_task
-from sert.tasks.base import Example, Task
+from sert.tasks.base import Example, GeneratedSizes, Task
 from sert.tasks.strategyqa import yes_no_candidates
 
 NAMES = (
@@ -25,17 +28,27 @@ NAMES = (
 ).split()
 
 
+@dataclass(frozen=True)
+class SymbolicOptions(GeneratedSizes):
+    """``task.options.coinflip`` / ``task.options.lastletter``."""
+
+    n_items: int = 4
+    """People flipping the coin / names to concatenate (Wei et al., Kojima et al.: 4)."""
+
+
 class GeneratedTask(Task):
     """A task that generates its questions: ``draw`` one (question, answer, reference) from an rng."""
 
-    def __init__(self, config) -> None:
-        super().__init__(config)
-        unknown = set(config.options) - {"n_items"}
-        if unknown:
-            raise TaskError(f"task.options: unknown key {sorted(unknown)[0]!r} for {self.name}; allowed: n_items")
-        self.n_items = config.options.get("n_items", 4)
-        if not isinstance(self.n_items, int) or isinstance(self.n_items, bool) or not 1 <= self.n_items <= 8:
-            raise TaskError(f"task.options.n_items: expected an integer in [1, 8], got {self.n_items!r}")
+    Options = SymbolicOptions
+
+    @classmethod
+    def check_options(cls, options: SymbolicOptions, key: str) -> None:
+        if not 1 <= options.n_items <= 8:
+            raise TaskError(f"{key}.n_items: expected an integer in [1, 8], got {options.n_items!r}")
+
+    @property
+    def n_items(self) -> int:
+        return self.options.n_items
 
     def draw(self, rng: random.Random) -> tuple[str, str, str]:
         raise NotImplementedError
@@ -44,12 +57,10 @@ class GeneratedTask(Task):
         question, answer, reference = self.draw(rng)
         return Example(id="practice", question=question, answer=answer, reference=reference)
 
-    def load(self) -> dict[str, list[Example]]:
-        cfg = self.config
-        if cfg.n_train is None or cfg.n_test is None:
-            raise TaskError(f"task {self.name!r} generates its data: set task.n_train and task.n_test")
-        rng, seen, examples = random.Random(cfg.seed), set(), []
-        total = cfg.n_train + cfg.n_test
+    def splits(self) -> dict[str, list[Example]]:
+        n_train, n_test = self.options.n_train, self.options.n_test
+        rng, seen, examples = random.Random(self.config.seed), set(), []
+        total = n_train + n_test
         for _attempt in range(total * 50):
             if len(examples) == total:
                 break
@@ -59,7 +70,7 @@ class GeneratedTask(Task):
                 examples.append(Example(f"{self.name}-{len(examples)}", question, answer, reference=reference))
         if len(examples) < total:
             raise TaskError(f"{self.name}: could only generate {len(examples)} distinct questions, asked for {total}")
-        return {"train": examples[: cfg.n_train], "test": examples[cfg.n_train :]}
+        return {"train": examples[:n_train], "test": examples[n_train:]}
 
 
 @register_task
