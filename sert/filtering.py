@@ -4,18 +4,29 @@ pattern -> length -> repetition -> perplexity, then the surviving sample with th
 for each question. The paper does not check the sampled answer against the gold answer, and
 neither does this by default; ``require_correct`` adds STaR's check (an ``after_answer`` step
 between perplexity and selection, in the funnel only when it is on).
+
+What is filtered is what is trained: length and rep-2 are measured on the kept reasoning (the
+text before the sample's first "the answer is", ``sert.text.kept_reasoning``), in whitespace
+words by default (``unit: words``, the paper's Len/Rep unit; its "25 tokens" is read in that
+unit). Perplexity is the sampler's, over the whole sample's tokens: the sample record carries no
+per-token log-probabilities, so it cannot be restricted to the kept part here.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from sert.errors import ParamsError
 from sert.sampling import Sample
-from sert.text import has_reasoning, is_imitative, lists_options
+from sert.text import has_reasoning, kept_reasoning, pattern_failure, rep_n, words
 
 FUNNEL_KEYS = ("samples", "after_pattern", "after_length", "after_repetition", "after_perplexity", "after_answer",
                "selected")
+PATTERN_KEYS = ("pattern_imitative", "pattern_option_listing", "pattern_direct_response")
+"""Extra metrics/filter.json keys: samples the pattern filter dropped, per reason."""
+UNITS = ("words", "model")
 
 
 @dataclass
@@ -23,20 +34,33 @@ class FilterConfig:
     """Filter thresholds (paper: 25 tokens, rep-2 0.20, perplexity 5)."""
 
     min_tokens: int = 25
-    """Length: drop samples with fewer generated tokens."""
+    """Length: drop samples whose kept reasoning has fewer than this many ``unit``s (paper: 25 "tokens")."""
     max_rep2: float = 0.20
-    """Repetition: drop samples whose bigram repetition rate is above this."""
+    """Repetition: drop samples whose kept reasoning's bigram repetition rate (in ``unit``s) is above this."""
     min_perplexity: float = 5.0
-    """Perplexity: drop samples the model finds this predictable or more (not latent)."""
+    """Perplexity: drop samples the model finds this predictable or more (not latent); whole sample."""
     min_reasoning_words: int = 3
-    """Pattern: words needed before the answer clause to count as reasoning, not a direct response."""
+    """Pattern: words of reasoning needed, after a leading bare answer, not to be a direct response."""
+    unit: str = "words"
+    """Length and rep-2 unit: ``words`` (whitespace words of the kept reasoning, the paper's Len/Rep
+    unit) or ``model`` (the sampler's token count and token rep-2 of the whole sample: the old rule)."""
     require_correct: bool = False
     """Keep a path only if its extracted answer is the gold one (STaR); the paper does not check."""
 
 
 def pattern_ok(text: str, min_reasoning_words: int) -> bool:
-    """No imitative generation, no direct response without reasoning, no option listing."""
-    return not is_imitative(text) and has_reasoning(text, min_reasoning_words) and not lists_options(text)
+    """No imitative generation, no option listing, no direct response without reasoning."""
+    return has_reasoning(text, min_reasoning_words)
+
+
+def measure(sample: Sample, unit: str) -> tuple[int, float]:
+    """(length, rep-2) of what is trained from ``sample``, in ``unit``."""
+    if unit == "model":
+        return sample.n_tokens, sample.rep2
+    if unit != "words":
+        raise ParamsError(f"filter.unit: {unit!r}; expected one of {', '.join(UNITS)}")
+    kept = words(kept_reasoning(sample.text))
+    return len(kept), rep_n(kept, 2)
 
 
 def filter_samples(
@@ -47,13 +71,23 @@ def filter_samples(
     ``cfg.require_correct``)."""
     stage = list(samples)
     funnel = {"samples": len(stage)}
-    stage = [s for s in stage if pattern_ok(s.text, cfg.min_reasoning_words)]
+    reasons = Counter()
+    kept = []
+    for s in stage:
+        why = pattern_failure(s.text, cfg.min_reasoning_words)
+        if why is None:
+            kept.append(s)
+        else:
+            reasons[why] += 1
+    stage = kept
     funnel["after_pattern"] = len(stage)
-    stage = [s for s in stage if s.n_tokens >= cfg.min_tokens]
+    sizes = {id(s): measure(s, cfg.unit) for s in stage}
+    stage = [s for s in stage if sizes[id(s)][0] >= cfg.min_tokens]
     funnel["after_length"] = len(stage)
-    stage = [s for s in stage if s.rep2 <= cfg.max_rep2]
+    stage = [s for s in stage if sizes[id(s)][1] <= cfg.max_rep2]
     funnel["after_repetition"] = len(stage)
-    stage = [s for s in stage if s.perplexity >= cfg.min_perplexity]
+    # An empty sample has no perplexity (null in the records); it cannot be latent reasoning.
+    stage = [s for s in stage if s.perplexity is not None and s.perplexity >= cfg.min_perplexity]
     funnel["after_perplexity"] = len(stage)
     if cfg.require_correct:
         if is_correct is None:
@@ -62,9 +96,11 @@ def filter_samples(
         funnel["after_answer"] = len(stage)
     best: dict[str, Sample] = {}
     for s in stage:  # ties keep the earliest sample, so the result is deterministic
-        if s.id not in best or s.rep2 < best[s.id].rep2:
+        if s.id not in best or sizes[id(s)][1] < sizes[id(best[s.id])][1]:
             best[s.id] = s
     funnel["selected"] = len(best)
+    for key in PATTERN_KEYS:
+        funnel[key] = reasons[key.removeprefix("pattern_")]
     return list(best.values()), funnel
 
 
