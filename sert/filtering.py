@@ -63,45 +63,55 @@ def measure(sample: Sample, unit: str) -> tuple[int, float]:
     return len(kept), rep_n(kept, 2)
 
 
+def verdict(sample: Sample, cfg: FilterConfig) -> str:
+    """The first filter that drops ``sample`` (``pattern:<reason>``, ``length``, ``repetition``,
+    ``perplexity``) or ``pass``; ``filter_samples`` applies exactly this, so the verdicts of a
+    sample file explain its funnel (and give real examples of what each filter removes)."""
+    why = pattern_failure(sample.text, cfg.min_reasoning_words)
+    if why is not None:
+        return f"pattern:{why}"
+    length, rep2 = measure(sample, cfg.unit)
+    if length < cfg.min_tokens:
+        return "length"
+    if rep2 > cfg.max_rep2:
+        return "repetition"
+    # An empty sample has no perplexity (null in the records); it cannot be latent reasoning.
+    if sample.perplexity is None or sample.perplexity < cfg.min_perplexity:
+        return "perplexity"
+    return "pass"
+
+
 def filter_samples(
     samples: Iterable[Sample], cfg: FilterConfig, is_correct: Callable[[Sample], bool] | None = None,
 ) -> tuple[list[Sample], dict[str, int]]:
     """Apply the filters; return the selected sample per question (input order) and the funnel.
     ``is_correct`` scores a sample's answer against its question's gold answer (needed only with
     ``cfg.require_correct``)."""
-    stage = list(samples)
-    funnel = {"samples": len(stage)}
-    reasons = Counter()
-    kept = []
-    for s in stage:
-        why = pattern_failure(s.text, cfg.min_reasoning_words)
-        if why is None:
-            kept.append(s)
-        else:
-            reasons[why] += 1
-    stage = kept
-    funnel["after_pattern"] = len(stage)
-    sizes = {id(s): measure(s, cfg.unit) for s in stage}
-    stage = [s for s in stage if sizes[id(s)][0] >= cfg.min_tokens]
-    funnel["after_length"] = len(stage)
-    stage = [s for s in stage if sizes[id(s)][1] <= cfg.max_rep2]
-    funnel["after_repetition"] = len(stage)
-    # An empty sample has no perplexity (null in the records); it cannot be latent reasoning.
-    stage = [s for s in stage if s.perplexity is not None and s.perplexity >= cfg.min_perplexity]
-    funnel["after_perplexity"] = len(stage)
+    samples = list(samples)
+    if cfg.unit not in UNITS:
+        raise ParamsError(f"filter.unit: {cfg.unit!r}; expected one of {', '.join(UNITS)}")
+    verdicts = Counter(verdict(s, cfg) for s in samples)
+    funnel = {"samples": len(samples)}
+    left = len(samples)
+    for key, step in (("after_pattern", None), ("after_length", "length"), ("after_repetition", "repetition"),
+                      ("after_perplexity", "perplexity")):
+        left -= sum(n for v, n in verdicts.items() if v.startswith("pattern:")) if step is None else verdicts[step]
+        funnel[key] = left
+    stage = [s for s in samples if verdict(s, cfg) == "pass"]
     if cfg.require_correct:
         if is_correct is None:
             raise ValueError("filter.require_correct needs an is_correct function")
         stage = [s for s in stage if is_correct(s)]
         funnel["after_answer"] = len(stage)
-    best: dict[str, Sample] = {}
+    best: dict[str, tuple[Sample, float]] = {}
     for s in stage:  # ties keep the earliest sample, so the result is deterministic
-        if s.id not in best or sizes[id(s)][1] < sizes[id(best[s.id])][1]:
-            best[s.id] = s
+        rep2 = measure(s, cfg.unit)[1]
+        if s.id not in best or rep2 < best[s.id][1]:
+            best[s.id] = (s, rep2)
     funnel["selected"] = len(best)
     for key in PATTERN_KEYS:
-        funnel[key] = reasons[key.removeprefix("pattern_")]
-    return list(best.values()), funnel
+        funnel[key] = verdicts["pattern:" + key.removeprefix("pattern_")]
+    return [s for s, _ in best.values()], funnel
 
 
 def format_funnel(funnel: dict[str, int]) -> str:

@@ -4,7 +4,7 @@ from hypothesis import strategies as st
 import pytest
 
 from sert.errors import ParamsError
-from sert.filtering import FUNNEL_KEYS, PATTERN_KEYS, FilterConfig, filter_samples, measure, pattern_ok
+from sert.filtering import FUNNEL_KEYS, PATTERN_KEYS, FilterConfig, filter_samples, measure, pattern_ok, verdict
 from sert.sampling import Sample
 from sert.text import words
 
@@ -40,6 +40,8 @@ def test_funnel_counts_each_filter_in_order():
                       "after_perplexity": 3, "selected": 2, "pattern_imitative": 1, "pattern_option_listing": 0,
                       "pattern_direct_response": 1}
     assert [x.text for x in selected] == [samples[5].text, samples[7].text]
+    assert [verdict(x, FilterConfig(min_tokens=25, max_rep2=0.2, min_perplexity=5)) for x in samples] == [
+        "pattern:direct_response", "pattern:imitative", "length", "repetition", "perplexity", "pass", "pass", "pass"]
 
 
 def test_length_and_rep2_are_measured_on_what_is_trained():
@@ -104,6 +106,9 @@ def test_funnel_is_monotone_and_pattern_drops_add_up(rows):
     assert counts[:-1] == sorted(counts[:-1], reverse=True) and funnel["selected"] <= funnel["after_perplexity"]
     assert funnel["samples"] - funnel["after_pattern"] == sum(funnel[k] for k in PATTERN_KEYS)
     assert len({x.id for x in selected}) == len(selected)
+    cfg = FilterConfig(min_tokens=3, max_rep2=0.3, min_perplexity=2)
+    assert funnel["after_perplexity"] == sum(verdict(x, cfg) == "pass" for x in samples)
+    assert funnel["after_length"] - funnel["after_repetition"] == sum(verdict(x, cfg) == "repetition" for x in samples)
 
 
 def test_answer_aware_filter_is_off_by_default_and_drops_wrong_answers():

@@ -23,6 +23,10 @@ REAL = [
     ("\nNo, Reiki cannot be stored in a bottle.", "direct_response"),
     ("\n1. Yes.\n\nThe answer is a definitive no. The question is asking for a definitive no.", "direct_response"),
     (" (A: no)", "direct_response"),
+    (" (no) A single, isolated, non-existent silverfish was able to reach the top of the Empire State Building, "
+     "which is approximately 521,102,760 square fe", "direct_response"),
+    (" no.\n\nThis answer is incorrect since \"no\" is a grammatical adverb meaning there is no such thing as an "
+     "empty sentence and no words on the other side o", "direct_response"),
     ("\nA: In traditional jjju, there are four legs.\nB: No, there are two legs required for jujutsu.\n"
      "C: No, there are three legs required for jujutsu.\nD: Yes, there are two legs required for jujutsu.\nE",
      "imitative"),
