@@ -2,7 +2,8 @@
 
 Acc is in percent as printed in the paper; Fmt is a fraction, Len mean whitespace words of the
 output, Rep the word-unigram repetition rate (the units that reproduce its teacher row from
-Fine-tune-CoT's released completions, see sert/text.py). The paper reports only accuracy for Finetune, so its other fields are None.
+Fine-tune-CoT's released completions, see sert/text.py). The paper reports only accuracy for
+Finetune, so its other fields are None.
 Source: ../shared/docs/sert-protocol.md, "Published numbers".
 """
 

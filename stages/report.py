@@ -20,7 +20,8 @@ PREDICTIONS = Path("data/predictions")
 @stage
 def main(params: Path = ParamsOption) -> None:
     """Collect metrics/eval/*.json (the variants and the teacher's row), metrics/filter.json,
-    metrics/teacher.json and the predictions into the report, its figure and the plot data (funnel, per-variant metrics, confusion pairs)."""
+    metrics/teacher.json and the predictions into the report, its figure and the plot data (funnel,
+    per-variant metrics, confusion pairs)."""
     p = load_params(params)
     evals = {v: read_json(METRICS / "eval" / f"{v}.json") for v in VARIANTS}
     funnel = read_json(METRICS / "filter.json")
