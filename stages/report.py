@@ -26,7 +26,9 @@ def main(params: Path = ParamsOption) -> None:
     evals = {v: read_json(METRICS / "eval" / f"{v}.json") for v in VARIANTS}
     funnel = read_json(METRICS / "filter.json")
     teacher = read_json(METRICS / "teacher.json")
-    teacher_eval = read_json(METRICS / "eval" / "teacher.json")
+    # The teacher row; absent in a workspace whose teacher stage predates it (the report then has none).
+    teacher_row = METRICS / "eval" / "teacher.json"
+    teacher_eval = read_json(teacher_row) if teacher_row.is_file() else None
     published = published_run(p.task.name, p.student.model)
     rounds = rows_from_metrics(read_json(METRICS / "rounds.json"))
     figure = render_svg(evals, published)
