@@ -64,4 +64,7 @@ def teacher_row(teacher, task, examples, p) -> dict:
         return {"available": False, "backend": p.teacher.backend, "reason": outputs}
     covered = [ex for ex in examples if ex.id in outputs]
     _, metrics = score(task, covered, [TeacherOutput(outputs[ex.id]) for ex in covered], p.evaluate)
+    # Fmt is the student's trained format ("So the answer is"); the teacher was never asked for it,
+    # and Table II gives the teacher no Fmt either.
+    metrics["format_rate"] = None
     return {"available": True, "backend": p.teacher.backend, **metrics, "test_questions": len(examples)}

@@ -47,7 +47,7 @@ def test_teacher_row_reproduces_table_ii_len_and_rep():
                                                            evaluate=EvalConfig()))
     assert row["available"] and row["n"] == row["test_questions"] == 687
     assert round(row["length"], 2) == 76.77 and round(row["repetition"], 2) == 0.36
-    assert row["length_tokens"] is None and row["reasoning_rate"] > 0.99
+    assert row["length_tokens"] is None and row["format_rate"] is None and row["reasoning_rate"] > 0.99
     # Lowercasing would give 0.38, \w+ words 78.17 / 0.40: the unit is case-kept whitespace words.
     outputs = teacher.test_outputs(test)
     lowered = sum(rep_n(t.lower().split(), 1) for t in outputs.values()) / len(outputs)

@@ -70,7 +70,7 @@ def test_markdown_with_published_run_has_the_paper_column():
     assert "No published run" not in md
 
 
-TEACHER_EVAL = {"available": True, "backend": "import", "accuracy": 0.56, "format_rate": 0.844, "length": 76.77147,
+TEACHER_EVAL = {"available": True, "backend": "import", "accuracy": 0.56, "format_rate": None, "length": 76.77147,
                 "repetition": 0.364636, "reasoning_rate": 1.0, "length_tokens": None, "repetition_tokens": None,
                 "n": 687, "n_correct": 385, "test_questions": 687}
 
@@ -78,7 +78,7 @@ TEACHER_EVAL = {"available": True, "backend": "import", "accuracy": 0.56, "forma
 def test_teacher_row_beside_the_papers_teacher_row():
     md = render_markdown("strategyqa", "tiny", fake_evals(), FUNNEL, TEACHER, None,
                          teacher_eval=TEACHER_EVAL, teacher_published=published_teacher("strategyqa"))
-    assert ("| Teacher (`import`) | 0.560 | 0.844 | 76.8 | 0.365 | 1.000 | 687 | - | - "
+    assert ("| Teacher (`import`) | 0.560 | - | 76.8 | 0.365 | 1.000 | 687 | - | - "
             "| 53.45 / - / 76.77 / 0.36 |") in md
     assert "| SERT | 0.200 | 1.000 | 30.0 | 0.100 | 0.400 | 8 | 39.0 | 0.200 | - |" in md  # no GPT-2 run: no cell
     assert "Teacher row: the teacher's own outputs for 687 of 687 test questions" in md
