@@ -1,21 +1,25 @@
 """Evaluation: greedy decoding on the test split and the paper's metrics.
 
-  accuracy        extracted answer equals the gold answer
-  format_rate     (Fmt) the output is parseable in the trained format (an answer clause with a
-                  candidate after it, or a bare label), is not imitative and not severely repetitive
-  length          (Len) mean generated tokens
-  repetition      (Rep) mean unigram repetition rate, 1 - unique tokens / tokens
-  reasoning_rate  share of outputs with at least ``min_reasoning_words`` words before an answer clause
+  accuracy           extracted answer equals the gold answer
+  format_rate        (Fmt) the output is parseable in the trained format (an answer clause with a
+                     candidate after it, or a bare label), is not imitative and not severely
+                     repetitive (word bigram rep-2 above ``severe_rep2``)
+  length             (Len) mean whitespace words of the whole output (the paper's unit, sert.text)
+  repetition         (Rep) mean word-unigram repetition rate, 1 - unique words / words
+  reasoning_rate     share of outputs that are reasoning paths by the pattern filter's rule
+                     (not imitative, no option listing, not a direct response; sert.text)
+  length_tokens      mean generated model tokens (extra; None for text without token ids)
+  repetition_tokens  mean token-unigram repetition rate (extra; None likewise)
 All rates are fractions in [0, 1].
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from sert.sampling import Generation
 from sert.tasks import Example, Task
-from sert.text import has_reasoning, is_imitative, rep_n, split_answer_clause
+from sert.text import has_reasoning, is_imitative, rep_n, split_answer_clause, words
 
 
 @dataclass
@@ -27,45 +31,61 @@ class EvalConfig:
     batch_size: int = 64
     """Questions per batch."""
     min_reasoning_words: int = 3
-    """Words before the answer clause for an output to count as reasoning."""
+    """Words of reasoning (after a leading bare answer) for an output not to be a direct response."""
     severe_rep2: float = 0.5
-    """Outputs with a bigram repetition rate above this fail the format check."""
+    """Outputs whose word bigram repetition rate is above this fail the format check."""
 
 
-def is_formatted(text: str, tokens: list[int], task: Task, severe_rep2: float) -> bool:
+class Output(Protocol):
+    """A generated text (``sert.sampling.Generation``), or a teacher's text with ``token_ids`` None."""
+
+    text: str
+    token_ids: list[int] | None
+
+
+def is_formatted(text: str, task: Task, severe_rep2: float) -> bool:
     _, after = split_answer_clause(text)
     parseable = (after is not None and bool(task.candidates(after))) or task.candidates(text.strip(" .\n")) == [
         text.strip(" .\n")
     ]
-    return parseable and not is_imitative(text) and rep_n(tokens, 2) <= severe_rep2
+    return parseable and not is_imitative(text) and rep_n(words(text), 2) <= severe_rep2
 
 
-def score(task: Task, examples: list[Example], generations: list[Generation], cfg: EvalConfig):
+def score(task: Task, examples: list[Example], generations: list[Output], cfg: EvalConfig):
     """Per-question prediction records and the aggregate metrics."""
     records = []
     for ex, gen in zip(examples, generations):
         prediction = task.extract_answer(gen.text)
+        tokens = gen.token_ids
         records.append({
             "id": ex.id,
             "output": gen.text,
             "prediction": prediction,
             "answer": ex.answer,
             "correct": task.is_correct(prediction, ex),
-            "formatted": is_formatted(gen.text, gen.token_ids, task, cfg.severe_rep2),
+            "formatted": is_formatted(gen.text, task, cfg.severe_rep2),
             "reasoning": has_reasoning(gen.text, cfg.min_reasoning_words),
-            "n_tokens": len(gen.token_ids),
-            "repetition": rep_n(gen.token_ids, 1),
+            "n_words": len(words(gen.text)),
+            "repetition": rep_n(words(gen.text), 1),
+            "n_tokens": None if tokens is None else len(tokens),
+            "repetition_tokens": None if tokens is None else rep_n(tokens, 1),
         })
     n = len(records)
     if n == 0:
         return records, {"n": 0}
-    mean = lambda key: sum(float(r[key]) for r in records) / n  # noqa: E731
+
+    def mean(key):
+        values = [r[key] for r in records]
+        return None if None in values else sum(float(v) for v in values) / n
+
     metrics = {
         "accuracy": mean("correct"),
         "format_rate": mean("formatted"),
-        "length": mean("n_tokens"),
+        "length": mean("n_words"),
         "repetition": mean("repetition"),
         "reasoning_rate": mean("reasoning"),
+        "length_tokens": mean("n_tokens"),
+        "repetition_tokens": mean("repetition_tokens"),
         "n": n,
         "n_correct": sum(r["correct"] for r in records),
     }

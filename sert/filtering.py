@@ -4,18 +4,29 @@ pattern -> length -> repetition -> perplexity, then the surviving sample with th
 for each question. The paper does not check the sampled answer against the gold answer, and
 neither does this by default; ``require_correct`` adds STaR's check (an ``after_answer`` step
 between perplexity and selection, in the funnel only when it is on).
+
+What is filtered is what is trained: length and rep-2 are measured on the kept reasoning (the
+text before the sample's first "the answer is", ``sert.text.kept_reasoning``), in whitespace
+words by default (``unit: words``, the paper's Len/Rep unit; its "25 tokens" is read in that
+unit). Perplexity is the sampler's, over the whole sample's tokens: the sample record carries no
+per-token log-probabilities, so it cannot be restricted to the kept part here.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from sert.errors import ParamsError
 from sert.sampling import Sample
-from sert.text import has_reasoning, is_imitative, lists_options
+from sert.text import has_reasoning, kept_reasoning, pattern_failure, rep_n, words
 
 FUNNEL_KEYS = ("samples", "after_pattern", "after_length", "after_repetition", "after_perplexity", "after_answer",
                "selected")
+PATTERN_KEYS = ("pattern_imitative", "pattern_option_listing", "pattern_direct_response")
+"""Extra metrics/filter.json keys: samples the pattern filter dropped, per reason."""
+UNITS = ("words", "model")
 
 
 @dataclass
@@ -23,20 +34,51 @@ class FilterConfig:
     """Filter thresholds (paper: 25 tokens, rep-2 0.20, perplexity 5)."""
 
     min_tokens: int = 25
-    """Length: drop samples with fewer generated tokens."""
+    """Length: drop samples whose kept reasoning has fewer than this many ``unit``s (paper: 25 "tokens")."""
     max_rep2: float = 0.20
-    """Repetition: drop samples whose bigram repetition rate is above this."""
+    """Repetition: drop samples whose kept reasoning's bigram repetition rate (in ``unit``s) is above this."""
     min_perplexity: float = 5.0
-    """Perplexity: drop samples the model finds this predictable or more (not latent)."""
+    """Perplexity: drop samples the model finds this predictable or more (not latent); whole sample."""
     min_reasoning_words: int = 3
-    """Pattern: words needed before the answer clause to count as reasoning, not a direct response."""
+    """Pattern: words of reasoning needed, after a leading bare answer, not to be a direct response."""
+    unit: str = "words"
+    """Length and rep-2 unit: ``words`` (whitespace words of the kept reasoning, the paper's Len/Rep
+    unit) or ``model`` (the sampler's token count and token rep-2 of the whole sample: the old rule)."""
     require_correct: bool = False
     """Keep a path only if its extracted answer is the gold one (STaR); the paper does not check."""
 
 
 def pattern_ok(text: str, min_reasoning_words: int) -> bool:
-    """No imitative generation, no direct response without reasoning, no option listing."""
-    return not is_imitative(text) and has_reasoning(text, min_reasoning_words) and not lists_options(text)
+    """No imitative generation, no option listing, no direct response without reasoning."""
+    return has_reasoning(text, min_reasoning_words)
+
+
+def measure(sample: Sample, unit: str) -> tuple[int, float]:
+    """(length, rep-2) of what is trained from ``sample``, in ``unit``."""
+    if unit == "model":
+        return sample.n_tokens, sample.rep2
+    if unit != "words":
+        raise ParamsError(f"filter.unit: {unit!r}; expected one of {', '.join(UNITS)}")
+    kept = words(kept_reasoning(sample.text))
+    return len(kept), rep_n(kept, 2)
+
+
+def verdict(sample: Sample, cfg: FilterConfig) -> str:
+    """The first filter that drops ``sample`` (``pattern:<reason>``, ``length``, ``repetition``,
+    ``perplexity``) or ``pass``; ``filter_samples`` applies exactly this, so the verdicts of a
+    sample file explain its funnel (and give real examples of what each filter removes)."""
+    why = pattern_failure(sample.text, cfg.min_reasoning_words)
+    if why is not None:
+        return f"pattern:{why}"
+    length, rep2 = measure(sample, cfg.unit)
+    if length < cfg.min_tokens:
+        return "length"
+    if rep2 > cfg.max_rep2:
+        return "repetition"
+    # An empty sample has no perplexity (null in the records); it cannot be latent reasoning.
+    if sample.perplexity is None or sample.perplexity < cfg.min_perplexity:
+        return "perplexity"
+    return "pass"
 
 
 def filter_samples(
@@ -45,27 +87,31 @@ def filter_samples(
     """Apply the filters; return the selected sample per question (input order) and the funnel.
     ``is_correct`` scores a sample's answer against its question's gold answer (needed only with
     ``cfg.require_correct``)."""
-    stage = list(samples)
-    funnel = {"samples": len(stage)}
-    stage = [s for s in stage if pattern_ok(s.text, cfg.min_reasoning_words)]
-    funnel["after_pattern"] = len(stage)
-    stage = [s for s in stage if s.n_tokens >= cfg.min_tokens]
-    funnel["after_length"] = len(stage)
-    stage = [s for s in stage if s.rep2 <= cfg.max_rep2]
-    funnel["after_repetition"] = len(stage)
-    stage = [s for s in stage if s.perplexity >= cfg.min_perplexity]
-    funnel["after_perplexity"] = len(stage)
+    samples = list(samples)
+    if cfg.unit not in UNITS:
+        raise ParamsError(f"filter.unit: {cfg.unit!r}; expected one of {', '.join(UNITS)}")
+    verdicts = Counter(verdict(s, cfg) for s in samples)
+    funnel = {"samples": len(samples)}
+    left = len(samples)
+    for key, step in (("after_pattern", None), ("after_length", "length"), ("after_repetition", "repetition"),
+                      ("after_perplexity", "perplexity")):
+        left -= sum(n for v, n in verdicts.items() if v.startswith("pattern:")) if step is None else verdicts[step]
+        funnel[key] = left
+    stage = [s for s in samples if verdict(s, cfg) == "pass"]
     if cfg.require_correct:
         if is_correct is None:
             raise ValueError("filter.require_correct needs an is_correct function")
         stage = [s for s in stage if is_correct(s)]
         funnel["after_answer"] = len(stage)
-    best: dict[str, Sample] = {}
+    best: dict[str, tuple[Sample, float]] = {}
     for s in stage:  # ties keep the earliest sample, so the result is deterministic
-        if s.id not in best or s.rep2 < best[s.id].rep2:
-            best[s.id] = s
+        rep2 = measure(s, cfg.unit)[1]
+        if s.id not in best or rep2 < best[s.id][1]:
+            best[s.id] = (s, rep2)
     funnel["selected"] = len(best)
-    return list(best.values()), funnel
+    for key in PATTERN_KEYS:
+        funnel[key] = verdicts["pattern:" + key.removeprefix("pattern_")]
+    return [s for s, _ in best.values()], funnel
 
 
 def format_funnel(funnel: dict[str, int]) -> str:

@@ -4,6 +4,14 @@ Every training text is ``prompt + target``; the loss covers the target only.
   self-training:  Question: {q}. Answer: {r} So the answer is {a}.
   distillation:   Question: {q}. Answer: Let's think step by step. {R} So the answer is {a}.
   fine-tuning:    Question: {q}. Answer: {a}.
+
+Filling ``{question}``: the paper's training prompt puts a period after the question, but real
+questions already end in one ("Can a pear sink in water?", CSQA's "... (E) avoid."); filled
+literally that gives "water?. Answer:" and "avoid.. Answer:". ``fill_prompt`` drops the
+template's "." right after ``{question}`` when the question already ends in ". ? !", so the
+model reads "water? Answer:" and "avoid. Answer:"; other questions get the period. Every
+prompt (training texts, evaluation, sampling in later rounds) is filled by it, so training and
+evaluation see the same text.
 """
 
 from __future__ import annotations
@@ -11,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sert.tasks import Example
-from sert.text import split_answer_clause
+from sert.text import kept_reasoning
+
+TERMINAL = (".", "?", "!")
 
 
 @dataclass
@@ -36,18 +46,25 @@ def reasoning_of(sample_text: str) -> str:
     The sample's own conclusion is dropped because the gold answer is appended instead
     (the paper's self-training text); keeping both could state two different answers.
     """
-    return " ".join(split_answer_clause(sample_text)[0].split())
+    return kept_reasoning(sample_text)
+
+
+def fill_prompt(template: str, question: str) -> str:
+    """``template`` with ``{question}`` filled in, without a doubled terminal mark (module docstring)."""
+    if question.rstrip().endswith(TERMINAL):
+        template = template.replace("{question}.", "{question}")
+    return template.format(question=question)
 
 
 def self_train_text(example: Example, sample_text: str, p: PromptConfig) -> tuple[str, str]:
-    return (p.train.format(question=example.question),
+    return (fill_prompt(p.train, example.question),
             " " + reasoning_of(sample_text) + p.conclusion.format(answer=example.answer))
 
 
 def distill_text(example: Example, rationale: str, p: PromptConfig) -> tuple[str, str]:
-    return (p.train.format(question=example.question),
+    return (fill_prompt(p.train, example.question),
             p.step_by_step + " " + reasoning_of(rationale) + p.conclusion.format(answer=example.answer))
 
 
 def finetune_text(example: Example, p: PromptConfig) -> tuple[str, str]:
-    return p.train.format(question=example.question), p.label.format(answer=example.answer)
+    return fill_prompt(p.train, example.question), p.label.format(answer=example.answer)

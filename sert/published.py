@@ -1,7 +1,9 @@
 """Published SERT results (Zhang et al., 2025, Table II), for the report's comparison column.
 
-Acc is in percent as printed in the paper; Fmt is a fraction, Len mean generated tokens, Rep
-the repetition rate. The paper reports only accuracy for Finetune, so its other fields are None.
+Acc is in percent as printed in the paper; Fmt is a fraction, Len mean whitespace words of the
+output, Rep the word-unigram repetition rate (the units that reproduce its teacher row from
+Fine-tune-CoT's released completions, see sert/text.py). The paper reports only accuracy for
+Finetune, so its other fields are None.
 Source: ../shared/docs/sert-protocol.md, "Published numbers".
 """
 
@@ -19,7 +21,7 @@ class Published:
     format_rate: float | None = None
     """Fmt: share of well-formatted outputs."""
     length: float | None = None
-    """Len: mean generated tokens."""
+    """Len: mean whitespace words per output."""
     repetition: float | None = None
     """Rep: repetition rate."""
 
@@ -45,6 +47,10 @@ TABLE_II: dict[tuple[str, str], dict[str, Published]] = {
     ("gpt2-large", "rd"): {"strategyqa": P(50.22, 0.79, 90.48, 0.51), "commonsenseqa": P(22.93, 0.93, 96.15, 0.51)},
 }
 
+TEACHER_ROW: dict[str, Published] = {
+    "strategyqa": P(53.45, None, 76.77, 0.36), "commonsenseqa": P(60.07, None, 63.82, 0.31)}
+"""Table II's teacher row: text-davinci-002 Zero-shot-CoT (no Fmt)."""
+
 TASK_ALIASES = {"strategyqa": "strategyqa", "strategy_qa": "strategyqa", "commonsenseqa": "commonsenseqa",
                 "commonsense_qa": "commonsenseqa", "csqa": "commonsenseqa"}
 """Task names that refer to a published task (the registry may spell them either way)."""
@@ -65,3 +71,9 @@ def published_run(task: str, model: str) -> dict[str, Published] | None:
     if student is None or task_key is None:
         return None
     return {method: cells[task_key] for (s, method), cells in TABLE_II.items() if s == student}
+
+
+def published_teacher(task: str) -> Published | None:
+    """Table II's teacher row (text-davinci-002 Zero-shot-CoT) for a published task, else None."""
+    key = TASK_ALIASES.get(task.lower())
+    return None if key is None else TEACHER_ROW[key]

@@ -25,6 +25,10 @@ FUNNEL_STEPS = (("samples", "sampled"), ("after_pattern", "pattern"), ("after_le
                 ("selected", "questions kept"))
 """metrics/filter.json keys in filter order, with the step names shown in the funnel plot."""
 
+PATTERN_REASONS = {"pattern_imitative": "imitative", "pattern_option_listing": "option listing",
+                   "pattern_direct_response": "direct response"}
+"""metrics/filter.json keys counting the pattern filter's drops per reason."""
+
 COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d")
 
 
@@ -40,45 +44,71 @@ def published_cell(p: Published | None) -> str:
     """'Acc / Fmt / Len / Rep' as the paper prints it (Acc in percent), '-' where it reports nothing."""
     if p is None:
         return "-"
-    if p.format_rate is None:
+    if p.format_rate is None and p.length is None:
         return f"{p.accuracy:.2f}"
-    return f"{p.accuracy:.2f} / {p.format_rate:.2f} / {p.length:.2f} / {p.repetition:.2f}"
+    return " / ".join([f"{p.accuracy:.2f}", _fmt(p.format_rate, 2), _fmt(p.length, 2), _fmt(p.repetition, 2)])
+
+
+def _row(name: str, m: dict, paper: str | None) -> str:
+    cells = [name, _fmt(m.get("accuracy"), 3), _fmt(m.get("format_rate"), 3), _fmt(m.get("length"), 1),
+             _fmt(m.get("repetition"), 3), _fmt(m.get("reasoning_rate"), 3), str(m.get("n", "-")),
+             _fmt(m.get("length_tokens"), 1), _fmt(m.get("repetition_tokens"), 3)]
+    return "| " + " | ".join(cells) + " |" + (f" {paper} |" if paper is not None else "")
 
 
 def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict, teacher: dict,
-                    published: dict[str, Published] | None, figure: str | None = None) -> str:
-    """metrics/report.md: results table (with the paper's column when a published run matches),
-    the figure, the filter funnel and the teacher's accuracy."""
-    paper_head = " Paper (Acc % / Fmt / Len / Rep) |" if published else ""
+                    published: dict[str, Published] | None, figure: str | None = None,
+                    teacher_eval: dict | None = None, teacher_published: Published | None = None) -> str:
+    """metrics/report.md: results table (with the paper's column when a published run or the
+    paper's teacher row matches), the figure, the filter funnel and the teacher.
+
+    ``teacher_eval`` is metrics/eval/teacher.json: the teacher's test outputs scored like the
+    variants (a row of the table), or ``{"available": false, "reason"}``."""
+    paper = bool(published or teacher_published)
     lines = [
         f"# SERT results: task `{task}`, student `{model}`",
         "",
         "Greedy decoding on the test split. Acc, Fmt and Reasoning are fractions; Len is mean",
-        "generated tokens; Rep is the unigram repetition rate (see `sert/evaluation.py`).",
+        "whitespace words per output and Rep the word-unigram repetition rate, the paper's units",
+        "(Len/Rep tokens: the same in student tokens; see `sert/evaluation.py`).",
         "",
-        "| method | Acc | Fmt | Len | Rep | Reasoning | n |" + paper_head,
-        "|---|---|---|---|---|---|---|" + ("---|" if published else ""),
+        "| method | Acc | Fmt | Len | Rep | Reasoning | n | Len tokens | Rep tokens |"
+        + (" Paper (Acc % / Fmt / Len / Rep) |" if paper else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if paper else ""),
     ]
     for variant, m in evals.items():
-        paper = f" {published_cell(published.get(variant))} |" if published else ""
-        lines.append(f"| {label(variant)} | {m['accuracy']:.3f} | {m['format_rate']:.3f} | {m['length']:.1f} "
-                     f"| {m['repetition']:.3f} | {m['reasoning_rate']:.3f} | {m['n']} |" + paper)
+        lines.append(_row(label(variant), m, published_cell((published or {}).get(variant)) if paper else None))
+    teacher_note = None
+    if teacher_eval and teacher_eval.get("available"):
+        name = f"Teacher (`{teacher_eval.get('backend')}`)"
+        lines.append(_row(name, teacher_eval, published_cell(teacher_published) if paper else None))
+        teacher_note = (f"Teacher row: the teacher's own outputs for {teacher_eval.get('n')} of "
+                        f"{teacher_eval.get('test_questions')} test questions, scored by the same code.")
+    elif teacher_eval:
+        teacher_note = f"No teacher row: {teacher_eval.get('reason')}."
     lines.append("")
     if published:
         lines.append(f"Paper: SERT Table II, student `{model}` on `{task}` (Finetune: accuracy only; the paper "
-                     "has no zero-shot student row). Its Rep definition may differ from ours.")
+                     "has no zero-shot student row).")
     else:
         lines.append(f"No published run for task `{task}` with student `{model}` (the paper reports "
                      "StrategyQA and CommonsenseQA with GPT-2 small / medium / large).")
+    if teacher_published:
+        lines.append("The teacher's paper cell is Table II's text-davinci-002 Zero-shot-CoT row.")
+    if teacher_note:
+        lines.append(teacher_note)
     if figure:
         lines += ["", f"![Variants compared: {', '.join(m for _, m in METRICS)}]({figure})"]
     lines += ["", "## Self-training data", "",
               "| samples | after pattern | after length | after repetition | after perplexity | questions kept |",
               "|---|---|---|---|---|---|",
-              "| " + " | ".join(str(funnel.get(k, "")) for k, _ in FUNNEL_STEPS) + " |",
-              "", "## Teacher", "",
+              "| " + " | ".join(str(funnel.get(k, "")) for k, _ in FUNNEL_STEPS) + " |"]
+    if any(k in funnel for k in PATTERN_REASONS):
+        lines += ["", "Pattern filter drops: " + ", ".join(
+            f"{name} {funnel.get(k, 0)}" for k, name in PATTERN_REASONS.items()) + "."]
+    lines += ["", "## Teacher", "",
               f"Backend `{teacher.get('backend')}`: {teacher.get('n_correct')}/{teacher.get('n')} correct "
-              f"(accuracy {teacher.get('accuracy', 0):.3f}).", ""]
+              f"(accuracy {teacher.get('accuracy', 0):.3f}) on the training questions.", ""]
     return "\n".join(lines)
 
 
@@ -104,7 +134,7 @@ def confusion_rows(records: list[dict]) -> list[dict]:
 def render_svg(evals: dict[str, dict], published: dict[str, Published] | None = None) -> str:
     """Small multiples: one panel per metric, one bar per variant, the value printed beside it.
 
-    Rates share a 0-1 axis; Len is scaled to the longest (ours or the paper's). Where a published
+    Rates share a 0-1 axis; Len (words) is scaled to the longest (ours or the paper's). Where a published
     run matches, the paper's value is a black tick on the variant's row.
     """
     variants = list(evals)
@@ -131,7 +161,7 @@ def render_svg(evals: dict[str, dict], published: dict[str, Published] | None = 
         if key == "length":
             values = [evals[v][key] for v in variants] + [paper_value(v, key) or 0 for v in variants]
             scale = max(values) or 1.0
-        axis = "tokens, max " + f"{scale:.0f}" if key == "length" else "0 - 1"
+        axis = "words, max " + f"{scale:.0f}" if key == "length" else "0 - 1"
         out.append(f'<text x="{x0}" y="18" font-weight="bold">{title}</text>')
         out.append(f'<text x="{x0}" y="34" fill="#666" font-size="10">{axis}</text>')
         out.append(f'<line x1="{x0}" y1="{top - 4}" x2="{x0}" y2="{top + row_h * len(variants)}" stroke="#999"/>')

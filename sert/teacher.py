@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from sert.api import ApiConfig
-from sert.errors import ParamsError
+from sert.errors import ParamsError, TaskError
 from sert.tasks import Example, Task
 
 
@@ -78,6 +78,12 @@ class Teacher:
         """Backend-specific metrics (usage, failures) merged into ``metrics/teacher.json``."""
         return {}
 
+    def test_outputs(self, examples: list[Example]) -> dict[str, str] | str:
+        """The teacher's whole output per test question id (rationale and answer, as the paper's
+        Table II scores its teacher row), for the report's teacher row; or a one-line reason why
+        this backend has none. Never sends a request: API backends have none."""
+        return f"the {self.config.backend} backend has no test-split outputs (no requests are sent for test questions)"
+
 
 class OracleTeacher(Teacher):
     """Builds a correct rationale from the task's structure (synthetic tasks only)."""
@@ -90,6 +96,13 @@ class OracleTeacher(Teacher):
             answer = self.task.extract_answer(text)
             out.append(Rationale(ex.id, text, answer, self.task.is_correct(answer, ex)))
         return out
+
+    def test_outputs(self, examples: list[Example]) -> dict[str, str] | str:
+        """The task's reference rationales, as the oracle teaches them."""
+        try:
+            return {ex.id: self.task.oracle_rationale(ex) for ex in examples}
+        except TaskError as err:
+            return f"no reference rationales on the test split ({err})"
 
 
 TEACHERS: dict[str, Callable[[TeacherConfig, Task], Teacher]] = {"oracle": OracleTeacher}

@@ -76,7 +76,9 @@ class ImportTeacher(Teacher):
         """How many prepared questions had no completion, and how many matched by text, not id."""
         return dict(self.report)
 
-    def rationales(self, examples: list[Example]) -> list[Rationale]:
+    def matched(self, examples: list[Example]) -> tuple[list[tuple[Example, list[dict]]], int, int]:
+        """Each example with its completions (by id, else by question text), the number of
+        examples without any, and the number matched by question text."""
         if not self.config.source:
             raise ParamsError("teacher.source: the import backend needs a completion file (Fine-tune-CoT .json or .jsonl)")
         records = read_completions(self.config.source)
@@ -96,7 +98,14 @@ class ImportTeacher(Teacher):
                 by_question += bool(matched)
             if not matched:
                 missing += 1
-            for r in matched:
+            out.append((ex, matched))
+        return out, missing, by_question
+
+    def rationales(self, examples: list[Example]) -> list[Rationale]:
+        matched, missing, by_question = self.matched(examples)
+        out = []
+        for ex, records in matched:
+            for r in records:
                 answer = self.task.extract_answer(r["scored"])
                 out.append(Rationale(ex.id, r["rationale"], answer, self.task.is_correct(answer, ex)))
         if not out:
@@ -104,6 +113,15 @@ class ImportTeacher(Teacher):
         self.report = {"questions": len(examples), "questions_without_rationale": missing,
                        "matched_by_question_text": by_question}
         return out
+
+    def test_outputs(self, examples: list[Example]) -> dict[str, str] | str:
+        """The first completion of each covered test question as the teacher wrote it: rationale,
+        a line break, then the scored answer ("Therefore, the answer is no."), as Table II scores it."""
+        matched, _, _ = self.matched(examples)
+        outputs = {ex.id: records[0]["rationale"] + "\n" + records[0]["scored"]
+                   if records[0]["scored"] != records[0]["rationale"] else records[0]["rationale"]
+                   for ex, records in matched if records}
+        return outputs or f"{self.config.source} holds no completion for a test question"
 
 
 TEACHERS["import"] = ImportTeacher

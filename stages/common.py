@@ -99,6 +99,7 @@ def validate_ranges(p: Params) -> None:
                        "evaluate.min_reasoning_words": p.evaluate.min_reasoning_words,
                        "train.warmup_steps": p.train.warmup_steps, "train.weight_decay": p.train.weight_decay}.items():
         check(value >= 0, key, f"must be non-negative, got {value}")
+    check(p.filter.unit in ("words", "model"), "filter.unit", f"expected 'words' or 'model', got {p.filter.unit!r}")
     check(p.train.schedule in ("constant", "cosine"), "train.schedule",
           f"expected 'constant' or 'cosine', got {p.train.schedule!r}")
     # API backends (teacher.backend openai, the judge): request machinery and decoding.

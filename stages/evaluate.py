@@ -8,6 +8,7 @@ import typer
 
 from sert.errors import ParamsError
 from sert.evaluation import score
+from sert.formats import fill_prompt
 from sert.io import write_json, write_jsonl
 from sert.modeling import load_student
 from sert.sampling import generate_greedy
@@ -30,7 +31,7 @@ def main(variant: str = typer.Argument(..., help=f"One of: {', '.join(VARIANTS)}
     examples = read_examples(PREPARED / "test.jsonl")
     template = p.prompts.zero_shot if variant == "base" else p.prompts.train
     model, tokenizer = load_student(str(Path("models") / variant))
-    generations = generate_greedy(model, tokenizer, [template.format(question=ex.question) for ex in examples],
+    generations = generate_greedy(model, tokenizer, [fill_prompt(template, ex.question) for ex in examples],
                                   p.evaluate.max_new_tokens, p.evaluate.batch_size, desc=f"evaluate {variant}")
     records, metrics = score(task, examples, generations, p.evaluate)
     write_jsonl(Path("data/predictions") / f"{variant}.jsonl", records)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from sert.io import read_json, read_jsonl, write_json, write_text
-from sert.published import published_run
+from sert.published import published_run, published_teacher
 from sert.report import confusion_rows, funnel_rows, render_markdown, render_svg, variant_rows
 from sert.rounds import rounds_markdown, rounds_svg, rows_from_metrics, stack_svg
 from stages.common import METRICS, VARIANTS, ParamsOption, load_params, stage
@@ -19,23 +19,29 @@ PREDICTIONS = Path("data/predictions")
 
 @stage
 def main(params: Path = ParamsOption) -> None:
-    """Collect metrics/eval/*.json, metrics/filter.json, metrics/teacher.json and the predictions into
-    the report, its figure and the plot data (funnel, per-variant metrics, confusion pairs)."""
+    """Collect metrics/eval/*.json (the variants and the teacher's row), metrics/filter.json,
+    metrics/teacher.json and the predictions into the report, its figure and the plot data (funnel,
+    per-variant metrics, confusion pairs)."""
     p = load_params(params)
     evals = {v: read_json(METRICS / "eval" / f"{v}.json") for v in VARIANTS}
     funnel = read_json(METRICS / "filter.json")
     teacher = read_json(METRICS / "teacher.json")
+    # The teacher row; absent in a workspace whose teacher stage predates it (the report then has none).
+    teacher_row = METRICS / "eval" / "teacher.json"
+    teacher_eval = read_json(teacher_row) if teacher_row.is_file() else None
     published = published_run(p.task.name, p.student.model)
     rounds = rows_from_metrics(read_json(METRICS / "rounds.json"))
     figure = render_svg(evals, published)
-    markdown = render_markdown(p.task.name, p.student.model, evals, funnel, teacher, published, figure="report.svg")
+    markdown = render_markdown(p.task.name, p.student.model, evals, funnel, teacher, published, figure="report.svg",
+                               teacher_eval=teacher_eval, teacher_published=published_teacher(p.task.name))
     if len(rounds) > 1:  # iterated SERT: the per-round table, and the curve under the figure
         figure = stack_svg(figure, rounds_svg(rounds))
         markdown += "\n" + rounds_markdown(rounds)
     write_text(METRICS / "report.svg", figure)
     write_text(METRICS / "report.md", markdown)
     write_json(METRICS / "summary.json", {"task": p.task.name, "student": p.student.model, "variants": evals,
-                                          "filter": funnel, "teacher": teacher})
+                                          "filter": funnel, "teacher": teacher,
+                                          "teacher_test": teacher_eval})
     write_json(PLOTS / "funnel.json", funnel_rows(funnel))
     write_json(PLOTS / "variants.json", variant_rows(evals))
     for v in VARIANTS:

@@ -14,6 +14,7 @@ import typer
 
 from sert.errors import DataError
 from sert.evaluation import score
+from sert.formats import fill_prompt
 from sert.io import read_json, write_json
 from sert.modeling import load_student
 from sert.sampling import generate_greedy
@@ -34,7 +35,7 @@ def main(params: Path = ParamsOption) -> None:
         raise DataError(f"{ROUNDS / 'rounds.json'}: expected rounds 1..N in order")
     task = get_task(p.task)
     examples = read_examples(PREPARED / "test.jsonl")
-    prompts = [p.prompts.train.format(question=ex.question) for ex in examples]
+    prompts = [fill_prompt(p.prompts.train, ex.question) for ex in examples]
     rows = []
     for s in stats:
         if s["round"] == len(stats):

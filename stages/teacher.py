@@ -1,12 +1,16 @@
-"""teacher: one rationale per training question from the configured backend."""
+"""teacher: one rationale per training question from the configured backend, and the teacher's
+row of the report: its outputs for the test questions (when its source already holds them)
+scored by the variants' code into metrics/eval/teacher.json."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
 from sert.errors import ApiError
+from sert.evaluation import score
 from sert.io import write_json, write_jsonl
 from sert.tasks import get_task
 from sert.teacher import get_teacher, teacher_metrics
@@ -15,7 +19,10 @@ from stages.common import METRICS, PREPARED, TEACHER, ParamsOption, load_params,
 
 @stage
 def main(params: Path = ParamsOption) -> None:
-    """Write data/teacher.jsonl ({id, rationale, answer, correct}) and metrics/teacher.json.
+    """Write data/teacher.jsonl ({id, rationale, answer, correct}), metrics/teacher.json and
+    metrics/eval/teacher.json (the report's teacher row: the import backend's completions or the
+    oracle's references for the test questions, scored like the variants; the openai backend
+    sends no request for a test question, so its row says why it is absent).
 
     API backends also record usage and failures in the metrics; the stage fails (after writing
     both files, for inspection) when more than ``teacher.max_failed_share`` of the jobs failed.
@@ -28,6 +35,7 @@ def main(params: Path = ParamsOption) -> None:
     metrics = {"backend": p.teacher.backend, **teacher_metrics(rationales), **extra}
     write_jsonl(TEACHER, (r.to_json() for r in rationales))
     write_json(METRICS / "teacher.json", metrics)
+    write_json(METRICS / "eval" / "teacher.json", teacher_row(teacher, task, read_examples(PREPARED / "test.jsonl"), p))
     failed, jobs = extra.get("failed", 0), extra.get("jobs", len(rationales))
     if jobs and failed / jobs > p.teacher.max_failed_share:
         reasons = "; ".join(f"{n} x {reason}" for reason, n in list(extra["failure_reasons"].items())[:3])
@@ -36,3 +44,27 @@ def main(params: Path = ParamsOption) -> None:
             f"{p.teacher.max_failed_share:g}): {reasons}; rerun to retry them (answered requests are cached)"
         )
     typer.echo(f"teacher: {p.teacher.backend}: {metrics['n_correct']}/{metrics['n']} correct -> {TEACHER}")
+
+
+@dataclass
+class TeacherOutput:
+    """A teacher's text for one test question, scored without token ids (no student tokenizer)."""
+
+    text: str
+    """Rationale and answer as the teacher wrote them."""
+    token_ids: None = None
+    """Token-based extras (Len/Rep in tokens) are not defined for the teacher."""
+
+
+def teacher_row(teacher, task, examples, p) -> dict:
+    """metrics/eval/teacher.json: the variants' keys for the covered test questions, how many test
+    questions there are, and the backend; or ``{"available": false, "reason"}``."""
+    outputs = teacher.test_outputs(examples)
+    if isinstance(outputs, str):
+        return {"available": False, "backend": p.teacher.backend, "reason": outputs}
+    covered = [ex for ex in examples if ex.id in outputs]
+    _, metrics = score(task, covered, [TeacherOutput(outputs[ex.id]) for ex in covered], p.evaluate)
+    # Fmt is the student's trained format ("So the answer is"); the teacher was never asked for it,
+    # and Table II gives the teacher no Fmt either.
+    metrics["format_rate"] = None
+    return {"available": True, "backend": p.teacher.backend, **metrics, "test_questions": len(examples)}

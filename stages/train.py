@@ -20,7 +20,7 @@ import typer
 
 from sert.errors import EmptyResultError, ParamsError
 from sert.filtering import filter_samples, format_funnel
-from sert.formats import distill_text, finetune_text, self_train_text
+from sert.formats import distill_text, fill_prompt, finetune_text, self_train_text
 from sert.io import atomic_path, read_json, read_jsonl, write_json, write_text
 from sert.modeling import load_student, save_student
 from sert.sampling import resolve_device, sample_latent_paths
@@ -78,7 +78,7 @@ def next_round_texts(model, tokenizer, p, round_: int) -> tuple[list[tuple[str, 
     by_id = {ex.id: ex for ex in examples}
     task = get_task(p.task)
     # The self-trained model reasons after the prompt it was trained with, not the zero-shot one.
-    prompts = [(ex.id, p.prompts.train.format(question=ex.question)) for ex in examples]
+    prompts = [(ex.id, fill_prompt(p.prompts.train, ex.question)) for ex in examples]
     # A fresh seed per round, so rounds do not reuse one stream of random draws.
     cfg = dataclasses.replace(p.sample, seed=p.sample.seed + round_ - 1)
     samples = list(sample_latent_paths(model, tokenizer, prompts, cfg))

@@ -1,37 +1,91 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sert.filtering import FUNNEL_KEYS, FilterConfig, filter_samples, pattern_ok
-from sert.sampling import Sample
+import pytest
 
-CHAIN = " First, 7 + 6 = 3. Then 3 + 2 = 5. Then 5 + 9 = 4. So the answer is 4."
+from sert.errors import ParamsError
+from sert.filtering import FUNNEL_KEYS, PATTERN_KEYS, FilterConfig, filter_samples, measure, pattern_ok, verdict
+from sert.sampling import Sample
+from sert.text import words
+
+# 32 whitespace words before the answer clause.
+CHAIN = (" First, we add 7 and 6 and keep the last digit, which gives 3. Then we add 2 to 3, which gives 5."
+         " Then we add 9 to 5 and keep 4. So the answer is 4.")
+FUNNEL_ORDER = [k for k in FUNNEL_KEYS if k != "after_answer"] + list(PATTERN_KEYS)
 
 
 def s(id, text, n_tokens=30, ppl=6.0, rep2=0.05):
     return Sample(id=id, branch=0, branch_token=" First", text=text, n_tokens=n_tokens, perplexity=ppl, rep2=rep2)
 
 
+def test_chain_is_long_enough():
+    assert len(words(CHAIN.split("So the")[0])) == 32
+
+
 def test_funnel_counts_each_filter_in_order():
+    repetitive = " " + "we add 7 and 6, " * 8 + "So the answer is 4."
     samples = [
         s("a", " So the answer is 4."),                      # direct answer: pattern
         s("a", CHAIN + "\nQuestion: What is 1 + 1 mod 10?"),  # imitative: pattern
-        s("a", CHAIN, n_tokens=10),                          # too short
-        s("a", CHAIN, rep2=0.5),                             # repetitive
+        s("a", " First, 7 + 6 = 3. Then 3 + 2 = 5. So the answer is 5."),  # 12 words: too short
+        s("a", repetitive),                                  # word rep-2 above 0.2
         s("a", CHAIN, ppl=2.0),                              # too predictable
-        s("a", CHAIN, rep2=0.10),                            # kept
-        s("b", CHAIN, rep2=0.02),                            # kept, lowest rep-2 for b
-        s("b", CHAIN, rep2=0.03),
+        s("a", CHAIN.replace("First", "Firstly")),           # kept
+        s("b", CHAIN.replace(" Then we add 9", " Then we add 4 and then we add 9")),   # kept, higher rep-2
+        s("b", CHAIN),                                       # kept, lowest rep-2 for b
     ]
     selected, funnel = filter_samples(samples, FilterConfig(min_tokens=25, max_rep2=0.2, min_perplexity=5))
-    assert list(funnel) == [k for k in FUNNEL_KEYS if k != "after_answer"]
+    assert list(funnel) == FUNNEL_ORDER
     assert funnel == {"samples": 8, "after_pattern": 6, "after_length": 5, "after_repetition": 4,
-                      "after_perplexity": 3, "selected": 2}
-    assert {x.id: x.rep2 for x in selected} == {"a": 0.10, "b": 0.02}
+                      "after_perplexity": 3, "selected": 2, "pattern_imitative": 1, "pattern_option_listing": 0,
+                      "pattern_direct_response": 1}
+    assert [x.text for x in selected] == [samples[5].text, samples[7].text]
+    assert [verdict(x, FilterConfig(min_tokens=25, max_rep2=0.2, min_perplexity=5)) for x in samples] == [
+        "pattern:direct_response", "pattern:imitative", "length", "repetition", "perplexity", "pass", "pass", "pass"]
+
+
+def test_length_and_rep2_are_measured_on_what_is_trained():
+    # 32 model tokens in all, but only 5 words before "the answer is": training keeps those 5.
+    short = s("a", " It sinks in water. The answer is yes, because a pear is denser than water, and so on.",
+              n_tokens=32, rep2=0.0)
+    assert measure(short, "words") == (4, 0.0)
+    assert measure(short, "model") == (32, 0.0)
+    assert filter_samples([short], FilterConfig(min_tokens=25))[1]["after_length"] == 0
+    assert filter_samples([short], FilterConfig(min_tokens=25, unit="model"))[1]["after_length"] == 1
+    # Repetition after the answer clause is not trained, so it does not count in words.
+    looped = s("a", CHAIN + " the answer is 4" * 20, rep2=0.9)
+    assert measure(looped, "words")[1] < 0.2
+    assert filter_samples([looped], FilterConfig(min_perplexity=0))[1]["selected"] == 1
+
+
+def test_rep2_is_in_words_not_the_samples_token_rep2():
+    sample = s("a", CHAIN, rep2=0.9)  # the sampler's token rep-2 says repetitive; the words do not
+    assert filter_samples([sample], FilterConfig(min_perplexity=0))[1]["selected"] == 1
+    assert filter_samples([sample], FilterConfig(min_perplexity=0, unit="model"))[1]["selected"] == 0
+
+
+def test_unknown_unit_is_a_params_error():
+    with pytest.raises(ParamsError, match="filter.unit"):
+        filter_samples([s("a", CHAIN)], FilterConfig(unit="letters"))
+
+
+def test_empty_sample_with_null_perplexity_is_dropped_without_error():
+    empty = s("a", "", n_tokens=0, ppl=None, rep2=0.0)
+    _, funnel = filter_samples([empty, s("a", CHAIN)], FilterConfig(min_tokens=0, max_rep2=1, min_perplexity=0))
+    assert funnel["after_repetition"] == 1 and funnel["selected"] == 1  # "" already fails the pattern filter
+    _, funnel = filter_samples([s("a", CHAIN, ppl=None)], FilterConfig(min_tokens=0, min_perplexity=0))
+    assert funnel["after_repetition"] == 1 and funnel["after_perplexity"] == 0
 
 
 def test_everything_filtered_gives_an_empty_selection():
     selected, funnel = filter_samples([s("a", " So the answer is 1.")], FilterConfig())
     assert selected == [] and funnel["selected"] == 0
+
+
+def test_a_path_without_an_answer_clause_is_kept():
+    text = CHAIN.split(" So the answer")[0]
+    assert pattern_ok(text, 3)
+    assert filter_samples([s("a", text)], FilterConfig())[1]["selected"] == 1
 
 
 def test_option_listing_is_dropped():
@@ -43,9 +97,21 @@ def test_pattern_never_crashes(text):
     pattern_ok(text, 3)
 
 
-def test_answer_aware_filter_is_off_by_default_and_drops_wrong_answers():
-    from sert.sampling import Sample
+@given(st.lists(st.tuples(st.text(max_size=80), st.integers(0, 60), st.one_of(st.none(), st.floats(1, 50)),
+                          st.floats(0, 1)), max_size=12))
+def test_funnel_is_monotone_and_pattern_drops_add_up(rows):
+    samples = [s(str(i % 3), t, n, p, r) for i, (t, n, p, r) in enumerate(rows)]
+    selected, funnel = filter_samples(samples, FilterConfig(min_tokens=3, max_rep2=0.3, min_perplexity=2))
+    counts = [funnel[k] for k in FUNNEL_KEYS if k in funnel]
+    assert counts[:-1] == sorted(counts[:-1], reverse=True) and funnel["selected"] <= funnel["after_perplexity"]
+    assert funnel["samples"] - funnel["after_pattern"] == sum(funnel[k] for k in PATTERN_KEYS)
+    assert len({x.id for x in selected}) == len(selected)
+    cfg = FilterConfig(min_tokens=3, max_rep2=0.3, min_perplexity=2)
+    assert funnel["after_perplexity"] == sum(verdict(x, cfg) == "pass" for x in samples)
+    assert funnel["after_length"] - funnel["after_repetition"] == sum(verdict(x, cfg) == "repetition" for x in samples)
 
+
+def test_answer_aware_filter_is_off_by_default_and_drops_wrong_answers():
     text = " First, 7 + 6 = 3. Then 3 + 2 = 5. So the answer is {}."
     samples = [Sample("q", 0, " First", text.format(d), 30, 9.0, 0.0) for d in ("5", "4")]
     cfg = FilterConfig(min_tokens=1, max_rep2=1.0, min_perplexity=0.0)
@@ -54,4 +120,4 @@ def test_answer_aware_filter_is_off_by_default_and_drops_wrong_answers():
     cfg.require_correct = True
     kept, funnel = filter_samples(samples, cfg, lambda s: s.text.endswith("is 5."))
     assert funnel["after_perplexity"] == 2 and funnel["after_answer"] == 1 and kept[0].text.endswith("is 5.")
-    assert list(funnel) == [k for k in FUNNEL_KEYS if k in funnel]
+    assert [k for k in funnel if k in FUNNEL_KEYS] == [k for k in FUNNEL_KEYS if k in funnel]

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from conftest import run
 
-from sert.published import TABLE_II, published_run, published_student
+from sert.published import TABLE_II, published_run, published_student, published_teacher
 from sert.report import (FUNNEL_STEPS, confusion_rows, funnel_rows, render_markdown, render_svg,
                          variant_rows)
 
@@ -17,7 +17,8 @@ LABELS = ("Base (zero-shot)", "Finetune", "SERT", "RD", "SERT+RD")
 
 def fake_evals():
     return {v: {"accuracy": 0.1 * i, "format_rate": 1.0, "length": 10.0 * (i + 1), "repetition": 0.05 * i,
-                "reasoning_rate": 0.2 * i, "n": 8, "n_correct": i} for i, v in enumerate(VARIANTS)}
+                "reasoning_rate": 0.2 * i, "length_tokens": 13.0 * (i + 1), "repetition_tokens": 0.1 * i,
+                "n": 8, "n_correct": i} for i, v in enumerate(VARIANTS)}
 
 
 FUNNEL = {"samples": 72, "after_pattern": 40, "after_length": 30, "after_repetition": 20,
@@ -61,11 +62,30 @@ def test_markdown_without_published_run_says_so_in_one_line():
 
 def test_markdown_with_published_run_has_the_paper_column():
     md = render_markdown("strategyqa", "gpt2", fake_evals(), FUNNEL, TEACHER, published_run("strategyqa", "gpt2"))
-    assert "| method | Acc | Fmt | Len | Rep | Reasoning | n | Paper (Acc % / Fmt / Len / Rep) |" in md
-    assert "| SERT | 0.200 | 1.000 | 30.0 | 0.100 | 0.400 | 8 | 54.00 / 0.91 / 145.33 / 0.53 |" in md
-    assert "| Finetune | 0.100 | 1.000 | 20.0 | 0.050 | 0.200 | 8 | 54.00 |" in md
-    assert "| Base (zero-shot) | 0.000 | 1.000 | 10.0 | 0.000 | 0.000 | 8 | - |" in md
+    assert ("| method | Acc | Fmt | Len | Rep | Reasoning | n | Len tokens | Rep tokens |"
+            " Paper (Acc % / Fmt / Len / Rep) |") in md
+    assert "| SERT | 0.200 | 1.000 | 30.0 | 0.100 | 0.400 | 8 | 39.0 | 0.200 | 54.00 / 0.91 / 145.33 / 0.53 |" in md
+    assert "| Finetune | 0.100 | 1.000 | 20.0 | 0.050 | 0.200 | 8 | 26.0 | 0.100 | 54.00 |" in md
+    assert "| Base (zero-shot) | 0.000 | 1.000 | 10.0 | 0.000 | 0.000 | 8 | 13.0 | 0.000 | - |" in md
     assert "No published run" not in md
+
+
+TEACHER_EVAL = {"available": True, "backend": "import", "accuracy": 0.56, "format_rate": None, "length": 76.77147,
+                "repetition": 0.364636, "reasoning_rate": 1.0, "length_tokens": None, "repetition_tokens": None,
+                "n": 687, "n_correct": 385, "test_questions": 687}
+
+
+def test_teacher_row_beside_the_papers_teacher_row():
+    md = render_markdown("strategyqa", "tiny", fake_evals(), FUNNEL, TEACHER, None,
+                         teacher_eval=TEACHER_EVAL, teacher_published=published_teacher("strategyqa"))
+    assert ("| Teacher (`import`) | 0.560 | - | 76.8 | 0.365 | 1.000 | 687 | - | - "
+            "| 53.45 / - / 76.77 / 0.36 |") in md
+    assert "| SERT | 0.200 | 1.000 | 30.0 | 0.100 | 0.400 | 8 | 39.0 | 0.200 | - |" in md  # no GPT-2 run: no cell
+    assert "Teacher row: the teacher's own outputs for 687 of 687 test questions" in md
+    assert published_teacher("csqa").length == 63.82 and published_teacher("modsum") is None
+    md = render_markdown("modsum", "tiny", fake_evals(), FUNNEL, TEACHER, None,
+                         teacher_eval={"available": False, "backend": "openai", "reason": "no requests for test"})
+    assert "No teacher row: no requests for test." in md and "Teacher (" not in md and "Paper" not in md
 
 
 def test_svg_is_wellformed_deterministic_and_shows_every_variant_and_metric():

@@ -15,13 +15,20 @@ from sert.errors import DataError
 from sert.io import read_jsonl
 from sert.tasks import register_task
 from sert.tasks.base import DatasetTask, Example
+from sert.text import split_answer_clause
 
 HUB_ID = "tau/commonsense_qa"
 LABELS = ("A", "B", "C", "D", "E")
 FILES = {"train": "train_rand_split.jsonl", "test": "dev_rand_split.jsonl"}
 # A choice is "(C)", or a capital A-E standing alone: not inside a word ("America", "Every"),
-# not an article opening a phrase ("A person would..."), not a contraction.
-_CHOICE = re.compile(r"\(([A-E])\)|(?<![\w'’(])([A-E])(?![\w'’])(?!\s+[a-z])")
+# not a contraction, and for "A" not an article opening a phrase ("A person would..."). B-E are
+# not English words, so "B because ..." and "C and not A" name B and C.
+_CHOICE = re.compile(r"\(([A-E])\)|(?<![\w'’(])([B-E]|A(?!\s+[a-z]))(?![\w'’])")
+# Right after the answer prefix a lone letter is the answer even before a lowercase word
+# ("the answer is A because ..."), unless "A" reads as an article ("the answer is a person ...").
+_LEAD = re.compile(r"[\s:]*\(?([A-E])(?![\w'’])")
+_CONNECTIVE = re.compile(r"\)?[\s.,;:!)]*(?:$|[^a-z\s]|(?:because|since|as|and|or|but|not|so|is|was|which|"
+                         r"for|with|in|if|would|seems|makes)\b)")
 
 
 def choice_candidates(text: str) -> list[str]:
@@ -44,6 +51,17 @@ class CommonsenseQA(DatasetTask):
 
     def candidates(self, text: str) -> list[str]:
         return choice_candidates(text)
+
+    def extract_answer(self, text: str) -> str | None:
+        """Fine-tune-CoT's rule (first candidate after the answer prefix, else the last one), with a
+        letter standing right after the prefix taken even before a lowercase word ("So the
+        answer is A because ...")."""
+        _, after = split_answer_clause(text)
+        if after is not None:
+            lead = _LEAD.match(after)
+            if lead and (lead.group(1) != "A" or _CONNECTIVE.match(after, lead.end())):
+                return lead.group(1)
+        return super().extract_answer(text)
 
     def read_source(self) -> dict[str, list[Example]]:
         source = self.config.source
