@@ -15,7 +15,7 @@ per-token log-probabilities, so it cannot be restricted to the kept part here.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sert.errors import ParamsError
@@ -112,6 +112,70 @@ def filter_samples(
     for key in PATTERN_KEYS:
         funnel[key] = verdicts["pattern:" + key.removeprefix("pattern_")]
     return [s for s, _ in best.values()], funnel
+
+
+STEPS = ("pattern", "length", "repetition", "perplexity")
+"""The filters in order, as ``verdict`` names them (pattern verdicts carry a reason after a colon)."""
+
+
+def filter_examples(samples: Sequence[Sample], cfg: FilterConfig, per_step: int = 10) -> dict[str, dict[str, list]]:
+    """Real examples of what each filter does: per step, up to ``per_step`` samples it removed and
+    as many that reached it and passed it, each with its verdict.
+
+    Picks are spread evenly over the sample file (no randomness, so the output is reproducible),
+    one per question where the candidates allow it, so the examples are not ten samples of one
+    question."""
+    verdicts = [verdict(s, cfg) for s in samples]
+    rank = {step: i for i, step in enumerate(STEPS)}
+    reached = [rank[v.split(":")[0]] if v != "pass" else len(STEPS) for v in verdicts]
+    out = {}
+    for i, step in enumerate(STEPS):
+        removed = [j for j, r in enumerate(reached) if r == i]
+        kept = [j for j, r in enumerate(reached) if r > i]
+        out[step] = {"removed": [(samples[j], verdicts[j]) for j in spread(samples, removed, per_step)],
+                     "kept": [(samples[j], verdicts[j]) for j in spread(samples, kept, per_step)]}
+    return out
+
+
+def spread(samples: Sequence[Sample], indices: list[int], n: int) -> list[int]:
+    """Up to ``n`` of ``indices``, evenly spaced, preferring one per question."""
+    first_of_question: dict[str, int] = {}
+    for j in indices:
+        first_of_question.setdefault(samples[j].id, j)
+    pool = list(first_of_question.values()) if len(first_of_question) >= n else indices
+    if len(pool) <= n:
+        return pool
+    return [pool[k * len(pool) // n] for k in range(n)]
+
+
+def render_filter_examples(examples: dict[str, dict[str, list]], cfg: FilterConfig, questions: dict[str, str],
+                           max_chars: int = 500) -> str:
+    """metrics/filter_examples.md: the samples of ``filter_examples`` as readable markdown."""
+    lines = ["# What each filter removed and kept", "",
+             f"Real samples from `data/samples.jsonl` (thresholds: pattern with {cfg.min_reasoning_words} reasoning "
+             f"words, length >= {cfg.min_tokens} {cfg.unit}, rep-2 <= {cfg.max_rep2:g}, perplexity >= "
+             f"{cfg.min_perplexity:g}). Length and rep-2 are measured on the kept reasoning (before the first "
+             "\"the answer is\"); perplexity on the whole sample. \u23ce marks a line break.", ""]
+    for step, groups in examples.items():
+        for group in ("removed", "kept"):
+            picked = groups[group]
+            lines += [f"## {step}: {group} ({len(picked)} shown)", ""]
+            if not picked:
+                lines += ["(none)", ""]
+            for sample, why in picked:
+                length, rep2 = measure(sample, cfg.unit)
+                ppl = "-" if sample.perplexity is None else f"{sample.perplexity:.2f}"
+                text = sample.text if len(sample.text) <= max_chars else sample.text[:max_chars] + " [...]"
+                lines += [f"- **{sample.id}** branch {sample.branch} {sample.branch_token!r}, verdict `{why}`, "
+                          f"{length} {cfg.unit}, rep-2 {rep2:.2f}, perplexity {ppl}",
+                          f"  - question: {_one_line(questions.get(sample.id, ''))}",
+                          f"  - sample: {_one_line(text)}"]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "").replace("\n", " \u23ce ").replace("|", "\\|")
 
 
 def format_funnel(funnel: dict[str, int]) -> str:

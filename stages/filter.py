@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 
 from sert.errors import EmptyResultError
-from sert.filtering import filter_samples, format_funnel
+from sert.filtering import filter_examples, filter_samples, format_funnel, render_filter_examples
 from sert.formats import reasoning_of
-from sert.io import read_jsonl, write_json, write_jsonl
+from sert.io import read_jsonl, write_json, write_jsonl, write_text
 from sert.sampling import Sample
 from sert.tasks import get_task
 from stages.common import METRICS, PREPARED, SAMPLES, SELF_TRAIN, ParamsOption, load_params, read_examples, stage
@@ -17,7 +17,8 @@ from stages.common import METRICS, PREPARED, SAMPLES, SELF_TRAIN, ParamsOption, 
 
 @stage
 def main(params: Path = ParamsOption) -> None:
-    """Write data/self_train.jsonl (one filtered path per question) and metrics/filter.json (the funnel)."""
+    """Write data/self_train.jsonl (one filtered path per question), metrics/filter.json (the funnel)
+    and metrics/filter_examples.md (ten real samples each filter removed and ten it kept)."""
     p = load_params(params)
     examples = {ex.id: ex for ex in read_examples(PREPARED / "train.jsonl")}
     fields = tuple(Sample.__dataclass_fields__)
@@ -34,4 +35,6 @@ def main(params: Path = ParamsOption) -> None:
                         "reasoning": reasoning_of(s.text), "sample": s.text})
     write_jsonl(SELF_TRAIN, records)
     write_json(METRICS / "filter.json", funnel)
+    write_text(METRICS / "filter_examples.md", render_filter_examples(
+        filter_examples(samples, p.filter), p.filter, {i: ex.question for i, ex in examples.items()}))
     typer.echo(f"filter: {format_funnel(funnel)} -> {SELF_TRAIN}")

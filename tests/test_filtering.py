@@ -121,3 +121,39 @@ def test_answer_aware_filter_is_off_by_default_and_drops_wrong_answers():
     kept, funnel = filter_samples(samples, cfg, lambda s: s.text.endswith("is 5."))
     assert funnel["after_perplexity"] == 2 and funnel["after_answer"] == 1 and kept[0].text.endswith("is 5.")
     assert [k for k in funnel if k in FUNNEL_KEYS] == [k for k in FUNNEL_KEYS if k in funnel]
+
+
+def test_filter_examples_show_what_each_step_removed_and_kept():
+    from sert.filtering import STEPS, filter_examples, render_filter_examples
+
+    long = " ".join(f"word{i}" for i in range(30))
+    samples = [
+        s("q1", "\nQuestion: again? Answer: no"),                     # pattern (imitative)
+        s("q2", "Apples grow on trees in orchards."),                 # length
+        s("q3", " ".join(["a b"] * 20)),                              # repetition
+        s("q4", long, ppl=2.0),                                       # perplexity
+        s("q5", long + " more"),                                      # pass
+        s("q6", long + " again"),                                     # pass
+    ]
+    cfg = FilterConfig()
+    examples = filter_examples(samples, cfg, per_step=10)
+    assert list(examples) == list(STEPS)
+    removed = {step: [x.id for x, _ in g["removed"]] for step, g in examples.items()}
+    kept = {step: [x.id for x, _ in g["kept"]] for step, g in examples.items()}
+    assert removed == {"pattern": ["q1"], "length": ["q2"], "repetition": ["q3"], "perplexity": ["q4"]}
+    assert kept["pattern"] == ["q2", "q3", "q4", "q5", "q6"] and kept["perplexity"] == ["q5", "q6"]
+    # the verdicts agree with the funnel the same samples give
+    _, funnel = filter_samples(samples, cfg)
+    assert funnel["after_pattern"] == len(kept["pattern"]) and funnel["after_perplexity"] == len(kept["perplexity"])
+    md = render_filter_examples(examples, cfg, {"q1": "Is it?"})
+    assert "## pattern: removed (1 shown)" in md and "verdict `pattern:imitative`" in md and "\u23ce" in md
+
+
+def test_filter_examples_spread_over_questions_and_cap_at_n():
+    from sert.filtering import filter_examples
+
+    long = " ".join(f"w{i}" for i in range(30))
+    samples = [s(f"q{i // 5}", f"{long} {i}") for i in range(100)]  # 20 questions x 5, all pass
+    kept = filter_examples(samples, FilterConfig(), per_step=10)["perplexity"]["kept"]
+    ids = [x.id for x, _ in kept]
+    assert len(ids) == 10 and len(set(ids)) == 10
