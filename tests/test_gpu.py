@@ -23,7 +23,7 @@ PROMPTS = [(f"q{i}", f"Question: {text}\nAnswer:") for i, text in enumerate([
 ])]
 CFG = SampleConfig(branches=5, samples_per_branch=5, max_new_tokens=32, batch_size=4, seed=0)
 FIELDS = {"id": str, "branch": int, "branch_token": str, "text": str, "n_tokens": int, "perplexity": float,
-          "rep2": float}
+          "rep2": float, "eos_branch": bool}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def check_samples(samples, cfg=CFG):
     assert [s.id for s in samples] == [q for q, _ in PROMPTS for _ in range(per_question)]
     for s in samples:
         record = s.to_json()
-        assert {k: type(v) for k, v in record.items()} == FIELDS
+        assert {k: type(v) for k, v in record.items()} == FIELDS | ({"perplexity": type(None)} if not s.n_tokens else {})
         assert 0 <= s.n_tokens <= cfg.max_new_tokens and 0 <= s.rep2 <= 1
         assert s.n_tokens == 0 or 1 <= s.perplexity < 1e6
     if cfg.branching == "topk":

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 import os
 import sys
@@ -384,14 +385,18 @@ def run_hf(path, cfg: SampleConfig, prompts=PROMPTS, stop_at_eos=True):
 def expected_samples(sampler, cfg: SampleConfig, stop_at_eos: bool = True):
     """Per record, in record order: (prompt ids, sample ids) by the protocol, read off the requests
     the double answered: the branch token then the continuation, or the raw continuation; a
-    trailing EOS is not part of a sample, and a branch starting with EOS is empty."""
+    trailing EOS is not part of a sample, and a branch starting with EOS is its continuation
+    alone (the EOS stays in the prompt)."""
     eos = sampler.tokenizer.eos_token_id
     rows = []
     for request_prompt, _, out in sampler.llm.calls[-1]:
         for completion in out.outputs:
             if cfg.branching == "topk":
                 prompt, branch = request_prompt[:-1], request_prompt[-1]
-                ids = [] if stop_at_eos and branch == eos else [branch, *completion.token_ids]
+                if stop_at_eos and branch == eos:
+                    prompt, ids = request_prompt, list(completion.token_ids)
+                else:
+                    ids = [branch, *completion.token_ids]
             else:
                 prompt, ids = request_prompt, list(completion.token_ids)
             if stop_at_eos and ids and ids[-1] == eos:
@@ -414,7 +419,7 @@ def check_records_against_model(samples, rows, model, tok):
         assert s.text == tok.decode(ids, skip_special_tokens=True)
         assert s.rep2 == rep_n(ids, 2)
         if not ids:
-            assert s.perplexity == float("inf")
+            assert s.perplexity is None
             continue
         lps = forward_logprobs(model, prompt, ids)
         assert math.isclose(s.perplexity, math.exp(-sum(lps) / len(lps)), rel_tol=1e-4), (s, lps)
@@ -501,22 +506,27 @@ def test_perplexity_and_rep2_match_a_separate_forward_pass(fake_vllm, model_dirs
 
 # --- 3. EOS ----------------------------------------------------------------------------------
 
-def test_eos_branch_is_empty_and_a_final_eos_is_not_part_of_the_sample(fake_vllm, model_dirs):
+def test_eos_branch_is_continued_and_a_final_eos_is_not_part_of_the_sample(fake_vllm, model_dirs):
     cfg = SampleConfig(branches=3, samples_per_branch=3, max_new_tokens=12, seed=3)
     samples, sampler, budget = run_vllm(model_dirs["eos"], cfg)
     hf = run_hf(model_dirs["eos"], cfg)
     model, tok = load(model_dirs["eos"])
     eos_text = tok.decode([tok.eos_token_id])
 
-    # the EOS-leaning model ranks EOS first: branch 0 of every question is an empty sample, in both backends
+    # the EOS-leaning model ranks EOS first: branch 0 of every question is an EOS branch, decoded on
+    # after the end token in both backends (its continuation is the sample), the other branches are not
+    continuations = {tuple(p): out for p, _, out in sampler.llm.calls[-1]}
     for qid, prompt in zip([q for q, _ in PROMPTS], budget.prompt_ids):
         with torch.inference_mode():
             assert model(torch.tensor([prompt])).logits[0, -1].argmax().item() == tok.eos_token_id
+        assert tuple(prompt + [tok.eos_token_id]) in continuations  # the EOS stays in the request's prompt
         for backend in (samples, hf):
-            empty = [s for s in backend if s.id == qid and s.branch == 0]
-            assert [(s.branch_token, s.text, s.n_tokens, s.perplexity, s.rep2) for s in empty] == \
-                [(eos_text, "", 0, float("inf"), 0.0)] * 3
-    assert [s.to_json() for s in samples if s.branch == 0] == [s.to_json() for s in hf if s.branch == 0]
+            branch0 = [s for s in backend if s.id == qid and s.branch == 0]
+            assert len(branch0) == 3 and all(s.eos_branch and s.branch_token == eos_text for s in branch0)
+            assert not any(s.eos_branch for s in backend if s.id == qid and s.branch != 0)
+            for s in branch0:
+                assert (s.perplexity is None) == (s.n_tokens == 0)
+    assert all(json.loads(json.dumps(s.to_json(), allow_nan=False)) == s.to_json() for s in samples + hf)
 
     # continuations that ended at EOS: vLLM returns the EOS in token_ids; the record leaves it out
     ended = [c for _, _, out in sampler.llm.calls[-1] for c in out.outputs
