@@ -25,7 +25,8 @@ from sert.text import has_reasoning, kept_reasoning, pattern_failure, rep_n, wor
 FUNNEL_KEYS = ("samples", "after_pattern", "after_length", "after_repetition", "after_perplexity", "after_answer",
                "selected")
 PATTERN_KEYS = ("pattern_imitative", "pattern_option_listing", "pattern_direct_response")
-"""Extra metrics/filter.json keys: samples the pattern filter dropped, per reason."""
+"""Extra metrics/filter.json keys: samples the pattern filter dropped, per reason (then
+``eos_branch_samples`` / ``eos_branch_passed``: samples of end-token branches, and those that passed)."""
 UNITS = ("words", "model")
 
 
@@ -111,6 +112,10 @@ def filter_samples(
     funnel["selected"] = len(best)
     for key in PATTERN_KEYS:
         funnel[key] = verdicts["pattern:" + key.removeprefix("pattern_")]
+    # Branches that opened with an end token, decoded on after it (the paper's "<|endoftext|>"
+    # branch): how many samples they gave and how many of those survived every filter.
+    funnel["eos_branch_samples"] = sum(s.eos_branch for s in samples)
+    funnel["eos_branch_passed"] = sum(s.eos_branch for s in samples if verdict(s, cfg) == "pass")
     return [s for s, _ in best.values()], funnel
 
 

@@ -106,6 +106,9 @@ def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict,
     if any(k in funnel for k in PATTERN_REASONS):
         lines += ["", "Pattern filter drops: " + ", ".join(
             f"{name} {funnel.get(k, 0)}" for k, name in PATTERN_REASONS.items()) + "."]
+    if funnel.get("eos_branch_samples"):
+        lines += ["", f"End-token branches (decoded on after the model's end token): {funnel['eos_branch_samples']} "
+                      f"samples, {funnel.get('eos_branch_passed', 0)} passed every filter."]
     lines += ["", "## Teacher", "",
               f"Backend `{teacher.get('backend')}`: {teacher.get('n_correct')}/{teacher.get('n')} correct "
               f"(accuracy {teacher.get('accuracy', 0):.3f}) on the training questions.", ""]

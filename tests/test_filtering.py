@@ -11,7 +11,7 @@ from sert.text import words
 # 32 whitespace words before the answer clause.
 CHAIN = (" First, we add 7 and 6 and keep the last digit, which gives 3. Then we add 2 to 3, which gives 5."
          " Then we add 9 to 5 and keep 4. So the answer is 4.")
-FUNNEL_ORDER = [k for k in FUNNEL_KEYS if k != "after_answer"] + list(PATTERN_KEYS)
+FUNNEL_ORDER = [k for k in FUNNEL_KEYS if k != "after_answer"] + list(PATTERN_KEYS) + ["eos_branch_samples", "eos_branch_passed"]
 
 
 def s(id, text, n_tokens=30, ppl=6.0, rep2=0.05):
@@ -38,7 +38,7 @@ def test_funnel_counts_each_filter_in_order():
     assert list(funnel) == FUNNEL_ORDER
     assert funnel == {"samples": 8, "after_pattern": 6, "after_length": 5, "after_repetition": 4,
                       "after_perplexity": 3, "selected": 2, "pattern_imitative": 1, "pattern_option_listing": 0,
-                      "pattern_direct_response": 1}
+                      "pattern_direct_response": 1, "eos_branch_samples": 0, "eos_branch_passed": 0}
     assert [x.text for x in selected] == [samples[5].text, samples[7].text]
     assert [verdict(x, FilterConfig(min_tokens=25, max_rep2=0.2, min_perplexity=5)) for x in samples] == [
         "pattern:direct_response", "pattern:imitative", "length", "repetition", "perplexity", "pass", "pass", "pass"]
@@ -157,3 +157,11 @@ def test_filter_examples_spread_over_questions_and_cap_at_n():
     kept = filter_examples(samples, FilterConfig(), per_step=10)["perplexity"]["kept"]
     ids = [x.id for x, _ in kept]
     assert len(ids) == 10 and len(set(ids)) == 10
+
+
+def test_end_token_branches_are_counted_in_the_funnel():
+    long = " ".join(f"w{i}" for i in range(30))
+    samples = [Sample(id="q", branch=4, branch_token="<|endoftext|>", text=t, n_tokens=30, perplexity=6.0, rep2=0.0,
+                      eos_branch=True) for t in (long, "")] + [s("q", long + " x")]
+    _, funnel = filter_samples(samples, FilterConfig())
+    assert funnel["eos_branch_samples"] == 2 and funnel["eos_branch_passed"] == 1
