@@ -74,11 +74,18 @@ def matmul_peak(seconds: float = 3.0, n: int = 2048) -> tuple[float, float]:
     return best, best_cpu
 
 
-def run_engine(model, tokenizer, prompts, new_tokens: int) -> tuple[int, Clock]:
+def strategyqa_prompts(path: str, n: int) -> list[tuple[str, str]]:
+    """The first ``n`` StrategyQA questions of a BIG-bench ``task.json``, in the zero-shot prompt."""
+    examples = json.loads(open(path).read())["examples"][:n]
+    return [(f"q{i}", f"Question: {ex['input']}\nAnswer:") for i, ex in enumerate(examples)]
+
+
+def run_engine(model, tokenizer, prompts, new_tokens: int, batch_size: int = 0,
+               stop_at_eos: bool = False) -> tuple[int, Clock]:
     cfg = SampleConfig(branches=5, samples_per_branch=5, top_k=10, top_p=0.95, max_new_tokens=new_tokens,
-                       batch_size=len(prompts), seed=0)
+                       batch_size=batch_size or len(prompts), seed=0)
     with Clock() as clock:
-        samples = list(sample_latent_paths(model, tokenizer, prompts, cfg, stop_at_eos=False))
+        samples = list(sample_latent_paths(model, tokenizer, prompts, cfg, stop_at_eos=stop_at_eos))
     return sum(s.n_tokens for s in samples), clock
 
 
@@ -112,6 +119,10 @@ def main() -> None:
                         help="time the naive loop on the first N prompts only (default: all)")
     parser.add_argument("--prompt-tokens", type=int, default=60)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--strategyqa", metavar="TASK_JSON",
+                        help="real StrategyQA questions instead of synthetic prompts; the engine stops at the "
+                             "model's end token as the sample stage does (rows leave the batch); engine only")
+    parser.add_argument("--batch-size", type=int, default=0, help="engine questions per batch (default: all)")
     parser.add_argument("--skip-naive", action="store_true", help="engine only (development)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's, the core count)")
     args = parser.parse_args()
@@ -126,7 +137,8 @@ def main() -> None:
         tokenizer = offline_gpt2_tokenizer()
         model = GPT2LMHeadModel(GPT2Config()).eval()  # GPT-2 small: 12 layers, 768 wide, 50,257 tokens
     params = sum(p.numel() for p in model.parameters())
-    prompts = make_prompts(tokenizer, args.prompts, args.prompt_tokens)
+    prompts = (strategyqa_prompts(args.strategyqa, args.prompts) if args.strategyqa
+               else make_prompts(tokenizer, args.prompts, args.prompt_tokens))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__} with {torch.get_num_threads()} threads; load {os.getloadavg()}")
     print(f"model: {params / 1e6:.1f}M parameters; prompts: "
@@ -134,11 +146,12 @@ def main() -> None:
 
     peak, peak_cpu = matmul_peak()
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({peak_cpu / 1e9:.1f} by CPU time per thread)")
-    tokens, clock = run_engine(model, tokenizer, prompts, args.new_tokens)
+    tokens, clock = run_engine(model, tokenizer, prompts, args.new_tokens, args.batch_size,
+                               stop_at_eos=bool(args.strategyqa))
     engine, engine_cpu = tokens / clock.wall, tokens / clock.cpu * torch.get_num_threads()
     print(f"engine: {tokens} tokens in {clock.wall:.1f}s = {engine:.1f} tokens/s (CPU time: {engine_cpu:.1f})")
     naive = naive_cpu = float("nan")
-    if not args.skip_naive:
+    if not (args.skip_naive or args.strategyqa):
         tokens, clock = run_naive(model, tokenizer, prompts[: args.naive_prompts or None], args.new_tokens)
         naive, naive_cpu = tokens / clock.wall, tokens / clock.cpu * torch.get_num_threads()
         print(f"naive:  {tokens} tokens in {clock.wall:.1f}s = {naive:.1f} tokens/s (CPU time: {naive_cpu:.1f})")

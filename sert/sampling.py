@@ -16,6 +16,8 @@ a second forward pass. How it is fast and reproducible:
   its candidates with its own uniform. A question's samples therefore do not depend on which
   other questions share its batch, on the batch size, or on rows dropping out; that is what
   lets a killed run resume shard by shard and still match an uninterrupted one.
+- A row ends at any end token the model declares (tokenizer EOS and generation config). A
+  first-step branch that is an end token is decoded on after it, as after a document boundary.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from stages.train import CHECKPOINTS, PLOTS, write_loss_curve
 @stage
 def main(params: Path = ParamsOption) -> None:
     """Pretrain the tiny student on the task's generated corpus (student.model: tiny), or
-    load student.model from the Hub or a local directory; save it to models/base."""
+    load student.model from the Hub, a local directory or a GGUF file; save it to models/base."""
     p = load_params(params)
     started = time.time()
     metrics: dict = {"model": p.student.model}

@@ -215,3 +215,34 @@ def test_unknown_backend_or_branching_is_a_params_error(key, value):
 
     with pytest.raises(ParamsError, match=f"sample.{key}"):
         check_sample_params(SampleConfig(**{key: value}))
+
+
+# --- end tokens ------------------------------------------------------------------------------
+
+def test_every_declared_end_token_ends_greedy_output(tiny_student):
+    """The generation config may declare several end ids (a list): each one ends the output."""
+    from sert.sampling import end_token_ids
+
+    model, tok = tiny_student
+    prompt = "Question: What is 1 + 2 mod 10?\nAnswer:"
+    plain = generate_greedy(model, tok, [prompt], 12, batch_size=1)[0].token_ids
+    assert len(plain) >= 4 and tok.eos_token_id not in plain[:3]
+    saved = model.generation_config.eos_token_id
+    try:
+        model.generation_config.eos_token_id = [tok.eos_token_id, plain[2]]
+        assert end_token_ids(model, tok) == sorted({tok.eos_token_id, plain[2]})
+        ended = generate_greedy(model, tok, [prompt], 12, batch_size=1)[0].token_ids
+    finally:
+        model.generation_config.eos_token_id = saved
+    assert ended == plain[: plain.index(plain[2])]
+
+
+def test_an_empty_sample_has_null_perplexity_in_strict_json():
+    import json
+
+    from sert.sampling import Sample, perplexity
+
+    assert perplexity([]) is None and math.isclose(perplexity([-1.0, -3.0]), math.exp(2.0))
+    record = Sample(id="a", branch=0, branch_token="<|endoftext|>", text="", n_tokens=0, perplexity=perplexity([]),
+                    rep2=0.0, eos_branch=True).to_json()
+    assert json.loads(json.dumps(record, allow_nan=False))["perplexity"] is None
