@@ -33,13 +33,14 @@ def sample_of(text, tokenizer):
 
 
 def test_length_filter_counts_gpt2_tokens(tokenizer):
+    """filter.unit: model counts the sampler's GPT-2 tokens of the whole sample (the old rule)."""
     words = " one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
     base = " Because" + words + " so"  # reasoning words before the answer clause
     texts = [base + " the answer is yes.", base + " it goes on. So the answer is yes."]
     counts = [len(tokenizer(t)["input_ids"]) for t in texts]
     threshold = max(counts)
     kept, funnel = filter_samples([sample_of(t, tokenizer) for t in texts],
-                                  FilterConfig(min_tokens=threshold, max_rep2=1.0, min_perplexity=0.0))
+                                  FilterConfig(min_tokens=threshold, max_rep2=1.0, min_perplexity=0.0, unit="model"))
     assert counts[0] < threshold and funnel["after_pattern"] == 2 and funnel["after_length"] == 1
     assert kept[0].text == texts[1]
 
