@@ -26,7 +26,7 @@ needs_csqa = pytest.mark.skipif(not CSQA.is_dir(), reason=f"needs {CSQA} (the sh
 
 
 def strategyqa():
-    return get_task(TaskConfig(name="strategyqa", source=str(STRATEGYQA), n_train=None, n_test=None,
+    return get_task(TaskConfig(name="strategyqa", source=str(STRATEGYQA),
                                split_file=str(FTCOT / "strategy_qa__default.json")))
 
 
@@ -95,7 +95,7 @@ def test_filled_prompts_on_real_questions_have_no_doubled_marks():
 
 @needs_csqa
 def test_filled_prompts_on_real_csqa_questions():
-    task = get_task(TaskConfig(name="commonsenseqa", source=str(CSQA), n_train=50, n_test=50))
+    task = get_task(TaskConfig(name="commonsenseqa", source=str(CSQA), subset_train=50, subset_test=50))
     for ex in task.load()["test"]:
         filled = fill_prompt(PromptConfig().train, ex.question)
         assert filled.endswith(". Answer:") and ".. Answer:" not in filled
