@@ -5,11 +5,12 @@ for each question. The paper does not check the sampled answer against the gold 
 neither does this by default; ``require_correct`` adds STaR's check (an ``after_answer`` step
 between perplexity and selection, in the funnel only when it is on).
 
-What is filtered is what is trained: length and rep-2 are measured on the kept reasoning (the
-text before the sample's first "the answer is", ``sert.text.kept_reasoning``), in whitespace
-words by default (``unit: words``, the paper's Len/Rep unit; its "25 tokens" is read in that
-unit). Perplexity is the sampler's, over the whole sample's tokens: the sample record carries no
-per-token log-probabilities, so it cannot be restricted to the kept part here.
+What is filtered is what is trained: length, rep-2 and perplexity are measured on the kept
+reasoning (the text before the sample's first "the answer is", ``sert.text.kept_reasoning``).
+Length and rep-2 count whitespace words by default (``unit: words``, the paper's Len/Rep unit;
+its "25 tokens" is read in that unit); perplexity is the sampler's over the tokens covering the
+kept reasoning (``Sample.kept_perplexity``, computed where the per-token log-probabilities are).
+``unit: model`` is the old rule: token count, token rep-2 and perplexity of the whole sample.
 """
 
 from __future__ import annotations
@@ -39,12 +40,14 @@ class FilterConfig:
     max_rep2: float = 0.20
     """Repetition: drop samples whose kept reasoning's bigram repetition rate (in ``unit``s) is above this."""
     min_perplexity: float = 5.0
-    """Perplexity: drop samples the model finds this predictable or more (not latent); whole sample."""
+    """Perplexity: drop samples whose kept reasoning the model finds this predictable or more
+    (below this perplexity: not latent); ``unit: model`` measures the whole sample."""
     min_reasoning_words: int = 3
     """Pattern: words of reasoning needed, after a leading bare answer, not to be a direct response."""
     unit: str = "words"
     """Length and rep-2 unit: ``words`` (whitespace words of the kept reasoning, the paper's Len/Rep
-    unit) or ``model`` (the sampler's token count and token rep-2 of the whole sample: the old rule)."""
+    unit; perplexity of the kept reasoning's tokens) or ``model`` (the sampler's token count, token
+    rep-2 and perplexity of the whole sample: the old rule)."""
     require_correct: bool = False
     """Keep a path only if its extracted answer is the gold one (STaR); the paper does not check."""
 
@@ -64,6 +67,12 @@ def measure(sample: Sample, unit: str) -> tuple[int, float]:
     return len(kept), rep_n(kept, 2)
 
 
+def measured_perplexity(sample: Sample, unit: str) -> float | None:
+    """The perplexity the filter compares: the kept reasoning's (``unit: words``) or the whole
+    sample's (``unit: model``, the old rule)."""
+    return sample.perplexity if unit == "model" else sample.kept_perplexity
+
+
 def verdict(sample: Sample, cfg: FilterConfig) -> str:
     """The first filter that drops ``sample`` (``pattern:<reason>``, ``length``, ``repetition``,
     ``perplexity``) or ``pass``; ``filter_samples`` applies exactly this, so the verdicts of a
@@ -76,8 +85,9 @@ def verdict(sample: Sample, cfg: FilterConfig) -> str:
         return "length"
     if rep2 > cfg.max_rep2:
         return "repetition"
-    # An empty sample has no perplexity (null in the records); it cannot be latent reasoning.
-    if sample.perplexity is None or sample.perplexity < cfg.min_perplexity:
+    # An empty sample (or kept part) has no perplexity (null in the records); it cannot be latent reasoning.
+    ppl = measured_perplexity(sample, cfg.unit)
+    if ppl is None or ppl < cfg.min_perplexity:
         return "perplexity"
     return "pass"
 
@@ -159,8 +169,10 @@ def render_filter_examples(examples: dict[str, dict[str, list]], cfg: FilterConf
     lines = ["# What each filter removed and kept", "",
              f"Real samples from `data/samples.jsonl` (thresholds: pattern with {cfg.min_reasoning_words} reasoning "
              f"words, length >= {cfg.min_tokens} {cfg.unit}, rep-2 <= {cfg.max_rep2:g}, perplexity >= "
-             f"{cfg.min_perplexity:g}). Length and rep-2 are measured on the kept reasoning (before the first "
-             "\"the answer is\"); perplexity on the whole sample. \u23ce marks a line break.", ""]
+             f"{cfg.min_perplexity:g}). "
+             + ("Length, rep-2 and perplexity are measured on the kept reasoning (before the first \"the answer is\")."
+                if cfg.unit == "words" else "Length, rep-2 and perplexity are the whole sample's, in model tokens.")
+             + " \u23ce marks a line break.", ""]
     for step, groups in examples.items():
         for group in ("removed", "kept"):
             picked = groups[group]
@@ -169,7 +181,8 @@ def render_filter_examples(examples: dict[str, dict[str, list]], cfg: FilterConf
                 lines += ["(none)", ""]
             for sample, why in picked:
                 length, rep2 = measure(sample, cfg.unit)
-                ppl = "-" if sample.perplexity is None else f"{sample.perplexity:.2f}"
+                ppl = measured_perplexity(sample, cfg.unit)
+                ppl = "-" if ppl is None else f"{ppl:.2f}"
                 text = sample.text if len(sample.text) <= max_chars else sample.text[:max_chars] + " [...]"
                 lines += [f"- **{sample.id}** branch {sample.branch} {sample.branch_token!r}, verdict `{why}`, "
                           f"{length} {cfg.unit}, rep-2 {rep2:.2f}, perplexity {ppl}",

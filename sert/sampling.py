@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from sert.text import rep_n
+from sert.text import rep_n, split_answer_clause
 
 BACKENDS = ("hf", "vllm")
 BRANCHINGS = ("topk", "raw")
@@ -97,6 +97,11 @@ class Sample:
     """The first-step branch token is one of the model's end tokens (e.g. GPT-2's
     ``<|endoftext|>``): the continuation is sampled after that document boundary, as the model
     would, and is the sample (the paper lists such a branch); the filter funnel counts them."""
+    kept_perplexity: float | None = None
+    """Perplexity of the tokens that make up the kept reasoning (``sert.text.kept_reasoning``: the
+    text before the first "the answer is", what self-training keeps; the shortest token prefix
+    covering it): what the perplexity filter measures by default. Equals ``perplexity`` when the
+    sample has no answer clause; ``null`` when nothing is kept (the sample opens with the clause)."""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -298,6 +303,15 @@ class _StopWatch:
         return torch.tensor([any(s in t for s in self.stops) for t in texts], dtype=torch.bool)
 
 
+def covering_prefix(tokenizer, ids: Sequence[int], n_chars: int) -> int:
+    """The number of leading tokens in the shortest prefix of ``ids`` whose text covers its first
+    ``n_chars`` characters (a token straddling the boundary is included)."""
+    keep = 0
+    while keep < len(ids) and len(tokenizer.decode(ids[:keep], skip_special_tokens=True)) < n_chars:
+        keep += 1
+    return keep
+
+
 def trim_at_stop(tokenizer, ids: list[int], logprobs: list[float], stops: Sequence[str]):
     """Cut a generation at its first stop string: (text, ids, logprobs) of what comes before it.
 
@@ -307,10 +321,19 @@ def trim_at_stop(tokenizer, ids: list[int], logprobs: list[float], stops: Sequen
     cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
     if cut < 0:
         return text, ids, logprobs
-    keep = 0
-    while keep < len(ids) and len(tokenizer.decode(ids[:keep], skip_special_tokens=True)) < cut:
-        keep += 1
+    keep = covering_prefix(tokenizer, ids, cut)
     return text[:cut], ids[:keep], logprobs[:keep]
+
+
+def kept_perplexity(tokenizer, text: str, ids: Sequence[int], logprobs: Sequence[float]) -> float | None:
+    """Perplexity of the tokens of ``text``'s kept reasoning (what self-training keeps: the text
+    before its first answer clause, ``sert.text.split_answer_clause``; trailing whitespace is not
+    kept). The whole sample's when it has no answer clause; None when nothing is kept."""
+    reasoning, clause = split_answer_clause(text)
+    if clause is None:
+        return perplexity(logprobs)
+    n_chars = len(reasoning.rstrip())
+    return perplexity(logprobs[: covering_prefix(tokenizer, ids, n_chars)]) if n_chars else None
 
 
 @torch.inference_mode()
@@ -417,7 +440,8 @@ def sample_batch(model, tokenizer, ids: Sequence[str], prompt_ids: list[list[int
             branch, branch_token = -1, ""
         samples.append(Sample(id=ids[question], branch=branch, branch_token=branch_token, text=text,
                               n_tokens=len(tok_ids), perplexity=perplexity(lps), rep2=rep_n(tok_ids, 2),
-                              eos_branch=bool(eos_rows[row])))
+                              eos_branch=bool(eos_rows[row]),
+                              kept_perplexity=kept_perplexity(tokenizer, text, tok_ids, lps)))
     return samples
 
 

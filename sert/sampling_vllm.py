@@ -25,7 +25,7 @@ import hashlib
 from collections.abc import Sequence
 
 from sert.errors import ModelError
-from sert.sampling import Budget, Sample, SampleConfig, fit_budget, perplexity, trim_at_stop
+from sert.sampling import Budget, Sample, SampleConfig, fit_budget, kept_perplexity, perplexity, trim_at_stop
 from sert.text import rep_n
 
 
@@ -102,7 +102,8 @@ class VllmSampler:
             ids, lps = ids[:-1], lps[:-1]
         text, ids, lps = trim_at_stop(self.tokenizer, ids, lps, self.cfg.stop)
         return Sample(id=qid, branch=branch, branch_token=branch_token, text=text, n_tokens=len(ids),
-                      perplexity=perplexity(lps), rep2=rep_n(ids, 2), eos_branch=eos_branch)
+                      perplexity=perplexity(lps), rep2=rep_n(ids, 2), eos_branch=eos_branch,
+                      kept_perplexity=kept_perplexity(self.tokenizer, text, ids, lps))
 
     def sample(self, ids: Sequence[str], prompt_ids: list[list[int]], max_new: list[int]) -> list[Sample]:
         cfg = self.cfg

@@ -23,7 +23,8 @@ from sert.shards import ShardedWriter, fingerprint
 from stages.common import BASE_MODEL, PREPARED, SAMPLES, ParamsOption, load_params, read_examples, stage
 
 WORK = Path(".sert-cache/sample")
-CODE = [Path(__file__).resolve().parents[1] / "sert" / name for name in ("sampling.py", "sampling_vllm.py")]
+# text.py too: the records' kept_perplexity depends on where its answer clause is found.
+CODE = [Path(__file__).resolve().parents[1] / "sert" / name for name in ("sampling.py", "sampling_vllm.py", "text.py")]
 
 
 def check_sample_params(cfg) -> None:
@@ -53,7 +54,7 @@ def make_sampler(p):
 @stage
 def main(params: Path = ParamsOption) -> None:
     """Write data/samples.jsonl: branches x samples_per_branch continuations per train question,
-    each with its branch token, text, token count, perplexity and rep-2."""
+    each with its branch token, text, token count, perplexity (whole and kept part) and rep-2."""
     p = load_params(params)
     check_sample_params(p.sample)
     examples = read_examples(PREPARED / "train.jsonl")

@@ -14,8 +14,9 @@ CHAIN = (" First, we add 7 and 6 and keep the last digit, which gives 3. Then we
 FUNNEL_ORDER = [k for k in FUNNEL_KEYS if k != "after_answer"] + list(PATTERN_KEYS) + ["eos_branch_samples", "eos_branch_passed"]
 
 
-def s(id, text, n_tokens=30, ppl=6.0, rep2=0.05):
-    return Sample(id=id, branch=0, branch_token=" First", text=text, n_tokens=n_tokens, perplexity=ppl, rep2=rep2)
+def s(id, text, n_tokens=30, ppl=6.0, rep2=0.05, kept_ppl="same"):
+    return Sample(id=id, branch=0, branch_token=" First", text=text, n_tokens=n_tokens, perplexity=ppl, rep2=rep2,
+                  kept_perplexity=ppl if kept_ppl == "same" else kept_ppl)
 
 
 def test_chain_is_long_enough():
@@ -113,7 +114,7 @@ def test_funnel_is_monotone_and_pattern_drops_add_up(rows):
 
 def test_answer_aware_filter_is_off_by_default_and_drops_wrong_answers():
     text = " First, 7 + 6 = 3. Then 3 + 2 = 5. So the answer is {}."
-    samples = [Sample("q", 0, " First", text.format(d), 30, 9.0, 0.0) for d in ("5", "4")]
+    samples = [Sample("q", 0, " First", text.format(d), 30, 9.0, 0.0, kept_perplexity=9.0) for d in ("5", "4")]
     cfg = FilterConfig(min_tokens=1, max_rep2=1.0, min_perplexity=0.0)
     kept, funnel = filter_samples(samples, cfg)
     assert "after_answer" not in funnel and funnel["selected"] == 1
@@ -162,6 +163,16 @@ def test_filter_examples_spread_over_questions_and_cap_at_n():
 def test_end_token_branches_are_counted_in_the_funnel():
     long = " ".join(f"w{i}" for i in range(30))
     samples = [Sample(id="q", branch=4, branch_token="<|endoftext|>", text=t, n_tokens=30, perplexity=6.0, rep2=0.0,
-                      eos_branch=True) for t in (long, "")] + [s("q", long + " x")]
+                      eos_branch=True, kept_perplexity=6.0 if t else None) for t in (long, "")] + [s("q", long + " x")]
     _, funnel = filter_samples(samples, FilterConfig())
     assert funnel["eos_branch_samples"] == 2 and funnel["eos_branch_passed"] == 1
+
+
+def test_perplexity_is_measured_on_the_kept_reasoning_unless_unit_is_model():
+    # The reasoning is predictable (2.0) but the whole sample, with its answer clause, is not (6.0):
+    # what is trained is the reasoning, so the words rule drops it; the old whole-sample rule keeps it.
+    sample = s("a", CHAIN, ppl=6.0, kept_ppl=2.0)
+    assert verdict(sample, FilterConfig(min_perplexity=5)) == "perplexity"
+    assert verdict(sample, FilterConfig(min_perplexity=5, min_tokens=10, max_rep2=1.0, unit="model")) == "pass"
+    # Nothing kept (the sample opens with its answer clause): no perplexity, dropped even at threshold 0.
+    assert verdict(s("a", CHAIN, kept_ppl=None), FilterConfig(min_tokens=0, max_rep2=1, min_perplexity=0)) == "perplexity"

@@ -29,7 +29,7 @@ def test_tokenizer_is_gpt2s(tokenizer):
 
 
 def sample_of(text, tokenizer):
-    return Sample("q", 0, " The", text, len(tokenizer(text)["input_ids"]), 10.0, 0.0)
+    return Sample("q", 0, " The", text, len(tokenizer(text)["input_ids"]), 10.0, 0.0, kept_perplexity=10.0)
 
 
 def test_length_filter_counts_gpt2_tokens(tokenizer):

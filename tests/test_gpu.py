@@ -14,6 +14,7 @@ import torch
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 from sert.sampling import SampleConfig, sample_latent_paths  # noqa: E402
+from sert.text import split_answer_clause  # noqa: E402
 
 PROMPTS = [(f"q{i}", f"Question: {text}\nAnswer:") for i, text in enumerate([
     "Where would you put a plate after washing it?",
@@ -23,7 +24,7 @@ PROMPTS = [(f"q{i}", f"Question: {text}\nAnswer:") for i, text in enumerate([
 ])]
 CFG = SampleConfig(branches=5, samples_per_branch=5, max_new_tokens=32, batch_size=4, seed=0)
 FIELDS = {"id": str, "branch": int, "branch_token": str, "text": str, "n_tokens": int, "perplexity": float,
-          "rep2": float, "eos_branch": bool}
+          "rep2": float, "eos_branch": bool, "kept_perplexity": float}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,13 @@ def check_samples(samples, cfg=CFG):
     assert [s.id for s in samples] == [q for q, _ in PROMPTS for _ in range(per_question)]
     for s in samples:
         record = s.to_json()
-        assert {k: type(v) for k, v in record.items()} == FIELDS | ({"perplexity": type(None)} if not s.n_tokens else {})
+        no_clause = split_answer_clause(s.text)[1] is None
+        nulls = {"perplexity": type(None)} if not s.n_tokens else {}
+        if s.kept_perplexity is None:  # nothing before the answer clause, or an empty sample
+            assert not split_answer_clause(s.text)[0].strip()
+            nulls["kept_perplexity"] = type(None)
+        assert {k: type(v) for k, v in record.items()} == FIELDS | nulls
+        assert not no_clause or s.kept_perplexity == s.perplexity
         assert 0 <= s.n_tokens <= cfg.max_new_tokens and 0 <= s.rep2 <= 1
         assert s.n_tokens == 0 or 1 <= s.perplexity < 1e6
     if cfg.branching == "topk":

@@ -15,7 +15,8 @@ def test_repro_writes_every_output_and_metric(project):
         assert set(json.loads(lines[0])) == {"id", "question", "answer"}
     samples = [json.loads(x) for x in (project / "data/samples.jsonl").read_text().splitlines()]
     assert len(samples) == 12 * 3 * 2
-    assert set(samples[0]) == {"id", "branch", "branch_token", "text", "n_tokens", "perplexity", "rep2", "eos_branch"}
+    assert set(samples[0]) == {"id", "branch", "branch_token", "text", "n_tokens", "perplexity", "rep2", "eos_branch",
+                               "kept_perplexity"}
     funnel = json.loads((project / "metrics/filter.json").read_text())
     assert funnel["samples"] == 72 and all(isinstance(v, int) for v in funnel.values())
     assert funnel["samples"] >= funnel["after_pattern"] >= funnel["after_length"] >= funnel["after_repetition"] \

@@ -246,3 +246,44 @@ def test_an_empty_sample_has_null_perplexity_in_strict_json():
     record = Sample(id="a", branch=0, branch_token="<|endoftext|>", text="", n_tokens=0, perplexity=perplexity([]),
                     rep2=0.0, eos_branch=True).to_json()
     assert json.loads(json.dumps(record, allow_nan=False))["perplexity"] is None
+
+
+# --- perplexity of the kept reasoning (issue 12, item 4) ------------------------------------
+
+def _kept_case(tok, reasoning, tail):
+    ids = tok(reasoning + tail, add_special_tokens=False)["input_ids"]
+    lps = [-0.1 * (i + 1) for i in range(len(ids))]  # distinct, so a wrong prefix gives another value
+    return ids, lps
+
+
+def test_kept_perplexity_covers_the_reasoning_tokens_only():
+    from sert.sampling import kept_perplexity, perplexity
+    from tests.conftest import gpt2_tokenizer
+
+    tok = gpt2_tokenizer()
+    reasoning = " A pear is less dense than water, so it floats."
+    ids, lps = _kept_case(tok, reasoning, " So the answer is no.")
+    n = len(tok(reasoning, add_special_tokens=False)["input_ids"])
+    text = tok.decode(ids)
+    assert math.isclose(kept_perplexity(tok, text, ids, lps), perplexity(lps[:n]))
+    assert kept_perplexity(tok, reasoning, ids[:n], lps[:n]) == perplexity(lps[:n])  # no clause: the whole sample
+    ids, lps = _kept_case(tok, "", " The answer is no.")
+    assert kept_perplexity(tok, tok.decode(ids), ids, lps) is None  # nothing is kept
+
+
+@settings(max_examples=60, deadline=None)
+@given(reasoning=st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=40),
+       prefix=st.sampled_from([" So the answer is", " Therefore, the answer is", "\nthe answer is:"]))
+def test_kept_perplexity_uses_the_shortest_prefix_covering_the_kept_text(reasoning, prefix):
+    from sert.sampling import covering_prefix, kept_perplexity, perplexity
+    from sert.text import split_answer_clause
+    from tests.conftest import gpt2_tokenizer
+
+    tok = gpt2_tokenizer()
+    ids, lps = _kept_case(tok, reasoning, prefix + " yes.")
+    text = tok.decode(ids, skip_special_tokens=True)
+    kept = split_answer_clause(text)[0].rstrip()
+    k = covering_prefix(tok, ids, len(kept))
+    assert len(tok.decode(ids[:k])) >= len(kept) and (k == 0 or len(tok.decode(ids[: k - 1])) < len(kept))
+    value = kept_perplexity(tok, text, ids, lps)
+    assert value == (perplexity(lps[:k]) if kept else None)
