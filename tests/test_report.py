@@ -360,3 +360,23 @@ def test_pipeline_writes_intervals_and_the_paired_comparisons(project):
     assert "## Paired comparisons" in md and "In brackets, 95% intervals" in md
     assert len(list(ET.fromstring((project / "metrics/report.svg").read_text()).iter(
         "{http://www.w3.org/2000/svg}path"))) >= 5 * 4  # every variant's interval except degenerate ones
+
+
+def test_readme_table_of_the_papers_differences_is_computed():
+    """README's table (all six published runs) is what sert.compare computes, row for row."""
+    from conftest import ROOT
+
+    from sert.compare import paper_reading
+    from sert.report import label
+
+    names = {"gpt2": "GPT-2", "gpt2-medium": "GPT-2-medium", "gpt2-large": "GPT-2-large",
+             "strategyqa": "StrategyQA", "commonsenseqa": "CommonsenseQA"}
+    expected = [f"| {names[s]} | {names[t]} | {label(c['a'])} vs {label(c['b'])} | {c['difference']:+.2f} "
+                f"[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] | {paper_reading(c).split(' (')[0]} |"
+                for s in ("gpt2", "gpt2-medium", "gpt2-large") for t in ("strategyqa", "commonsenseqa")
+                for c in paper_comparisons(published_run(t, s), TEST_SIZES[t])]
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| GPT-2") and " vs " in line]
+    assert rows == expected
+    beyond = sum("beyond noise" in row for row in expected)
+    assert f"{beyond} of the {len(expected)} differences have an interval that excludes 0" in " ".join(readme.split())
