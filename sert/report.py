@@ -169,7 +169,8 @@ def comparisons_markdown(comparisons: list[dict], evals: dict[str, dict]) -> lis
              "two-sided binomial test on the questions exactly one of the two got right). A difference reads",
              f"as beyond noise only when its interval excludes 0 and p < {ALPHA:g}. Also in `metrics/compare.json`.",
              "",
-             "| a vs b | Acc a | Acc b | a - b [95% CI] | McNemar exact p | a right, b wrong | a wrong, b right | reading |",
+             "| a vs b | Acc a | Acc b | a - b [95% CI] | McNemar exact p | a right, b wrong | a wrong, b right "
+             "| reading |",
              "|---|---|---|---|---|---|---|---|"]
     for c in comparisons:
         acc_a, acc_b = (evals.get(v, {}).get(c["metric"]) for v in (c["a"], c["b"]))

@@ -259,7 +259,8 @@ def test_paired_table_calls_a_difference_beyond_noise_only_when_it_is():
         covers = c["ci"][0] <= 0 <= c["ci"][1]
         assert ("beyond noise" in row) == (not covers and c["p_value"] < 0.05)
         assert ("effect" not in row) and (("within noise" in row) == (covers or c["p_value"] >= 0.05))
-    assert rows[1] == "| SERT+RD vs RD | 0.400 | 0.300 | +0.050 [0.000, +0.125] | 0.500 | 2 | 0 | within noise (interval covers 0, p >= 0.05) |"
+    assert rows[1] == ("| SERT+RD vs RD | 0.400 | 0.300 | +0.050 [0.000, +0.125] | 0.500 | 2 | 0 "
+                       "| within noise (interval covers 0, p >= 0.05) |")
     # (Acc a / Acc b come from the metrics files, here fake_evals; the differences from the predictions.)
     assert rows[2] == "| RD vs Finetune | 0.300 | 0.100 | +0.400 [+0.200, +0.600] | 0.002 | 20 | 4 | higher, beyond noise |"
     from sert.compare import paired_reading

@@ -28,7 +28,8 @@ def test_wilson_matches_reference_values():
     # 5/10: 0.2366 to 0.7634 (Wilson score interval without continuity correction, as R's
     # binom::binom.wilson(5, 10) and prop.test(5, 10, correct = FALSE) print it).
     assert wilson(5, 10) == pytest.approx((0.2365931, 0.7634069), abs=1e-7)
-    # The closed form, z = 1.959964: centre (p + z^2/2n) / (1 + z^2/n), half-width z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n)
+    # The closed form, z = 1.959964: centre (p + z^2/2n) / (1 + z^2/n),
+    # half-width z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n)
     z, k, n = 1.959963985, 385, 687
     p = k / n
     centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (
