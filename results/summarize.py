@@ -2,10 +2,10 @@
 
   python results/summarize.py results/strategyqa-smollm2-cpu
 
-Per variant: accuracy and reasoning rate with 95% Wilson intervals (scipy's binomtest). Pairs of
-variants, compared on the same test questions: McNemar's exact test, i.e. a two-sided binomial test
-on the questions where exactly one of the two is right. A stopgap until the report carries its own
-intervals (issue 13); it reads only files that results/run.sh copies.
+Per variant: accuracy and reasoning rate with 95% Wilson intervals. Pairs of variants, compared on
+the same test questions: McNemar's exact test, i.e. a two-sided binomial test on the questions where
+exactly one of the two is right. The statistics are the report's own (sert/stats.py); this script
+reads only files that results/run.sh copies, so it also summarizes runs whose report predates them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from scipy.stats import binomtest
+from sert.stats import compare_paired, wilson as wilson_interval
 
 VARIANTS = ("base", "finetune", "sert", "rd", "sert_rd")
 PAIRS = (("sert", "base"), ("sert_rd", "rd"), ("rd", "finetune"), ("sert_rd", "sert"), ("finetune", "base"))
@@ -25,8 +25,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def wilson(k: int, n: int) -> str:
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return f"{k / n:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
+    low, high = wilson_interval(k, n)
+    return f"{k / n:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def main(run: Path) -> None:
@@ -40,10 +40,8 @@ def main(run: Path) -> None:
     for a, b in PAIRS:
         right = {r["id"]: r["correct"] for r in records[b]}
         assert set(right) == {r["id"] for r in records[a]}, f"{a} and {b} were not scored on the same questions"
-        only_a = sum(r["correct"] and not right[r["id"]] for r in records[a])
-        only_b = sum(right[r["id"]] and not r["correct"] for r in records[a])
-        p = binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
-        print(f"| {a} vs {b} | {(only_a - only_b) / len(records[a]):+.3f} | {only_a} | {only_b} | {p:.3f} |")
+        c = compare_paired([r["correct"] for r in records[a]], [right[r["id"]] for r in records[a]])
+        print(f"| {a} vs {b} | {c.difference:+.3f} | {c.a_only} | {c.b_only} | {c.p_value:.3f} |")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,14 @@
   length_tokens      mean generated model tokens (extra; None for text without token ids)
   repetition_tokens  mean token-unigram repetition rate (extra; None likewise)
 All rates are fractions in [0, 1].
+
+Each of the five compared metrics has a 95% interval beside it, ``<metric>_ci: [low, high]``
+(``sert.stats``), rounded like the metrics:
+  accuracy_ci, format_rate_ci, reasoning_rate_ci   Wilson score interval of the rate (k of n questions)
+  length_ci, repetition_ci                         percentile bootstrap over the questions of the mean
+                                                   (10,000 resamples, fixed seed: the same every run)
+An interval is null where there is nothing to estimate it from: a bootstrap over fewer than two
+questions; constant values (every output one word) give [x, x]. The token extras have none.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from sert.stats import bootstrap_mean, rounded, wilson
 from sert.tasks import Example, Task
 from sert.text import has_reasoning, is_imitative, rep_n, split_answer_clause, words
 
@@ -78,12 +87,23 @@ def score(task: Task, examples: list[Example], generations: list[Output], cfg: E
         values = [r[key] for r in records]
         return None if None in values else sum(float(v) for v in values) / n
 
+    def rate_ci(key):
+        return rounded(wilson(sum(bool(r[key]) for r in records), n))
+
+    def mean_ci(key):
+        return rounded(bootstrap_mean([float(r[key]) for r in records]))
+
     metrics = {
         "accuracy": mean("correct"),
+        "accuracy_ci": rate_ci("correct"),
         "format_rate": mean("formatted"),
+        "format_rate_ci": rate_ci("formatted"),
         "length": mean("n_words"),
+        "length_ci": mean_ci("n_words"),
         "repetition": mean("repetition"),
+        "repetition_ci": mean_ci("repetition"),
         "reasoning_rate": mean("reasoning"),
+        "reasoning_rate_ci": rate_ci("reasoning"),
         "length_tokens": mean("n_tokens"),
         "repetition_tokens": mean("repetition_tokens"),
         "n": n,

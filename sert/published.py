@@ -5,6 +5,12 @@ output, Rep the word-unigram repetition rate (the units that reproduce its teach
 Fine-tune-CoT's released completions, see sert/text.py). The paper reports only accuracy for
 Finetune, so its other fields are None.
 Source: ../shared/docs/sert-protocol.md, "Published numbers".
+
+TEST_SIZES gives the test questions behind each accuracy, so that the report can say which of the
+paper's differences can be told apart from noise (sert.compare.paper_comparisons). Four of the 24
+accuracies are no count out of those sizes (54.65 and 56.34 of 687; 22.63 and 26.03 of 1,221: the
+nearest counts give 54.59, 56.33, 22.60, 26.04), a rounding slip or a typo in the table; the
+intervals use the nearest count.
 """
 
 from __future__ import annotations
@@ -51,6 +57,12 @@ TEACHER_ROW: dict[str, Published] = {
     "strategyqa": P(53.45, None, 76.77, 0.36), "commonsenseqa": P(60.07, None, 63.82, 0.31)}
 """Table II's teacher row: text-davinci-002 Zero-shot-CoT (no Fmt)."""
 
+TEST_SIZES: dict[str, int] = {"strategyqa": 687, "commonsenseqa": 1221}
+"""Test questions per published task: StrategyQA, Fine-tune-CoT's 70/30 split with seed 0 (1,603 train /
+687 test); CommonsenseQA, its dev_rand_split (1,221), the protocol's test split (CSQA's own test labels
+are not public).
+Source: ../shared/docs/sert-protocol.md, "Datasets and splits"."""
+
 TASK_ALIASES = {"strategyqa": "strategyqa", "strategy_qa": "strategyqa", "commonsenseqa": "commonsenseqa",
                 "commonsense_qa": "commonsenseqa", "csqa": "commonsenseqa"}
 """Task names that refer to a published task (the registry may spell them either way)."""
@@ -71,6 +83,17 @@ def published_run(task: str, model: str) -> dict[str, Published] | None:
     if student is None or task_key is None:
         return None
     return {method: cells[task_key] for (s, method), cells in TABLE_II.items() if s == student}
+
+
+def published_test_size(task: str) -> int | None:
+    """Test questions behind a published task's accuracies, or None for an unpublished task."""
+    key = TASK_ALIASES.get(task.lower())
+    return None if key is None else TEST_SIZES[key]
+
+
+def published_count(accuracy: float, n: int) -> int:
+    """Correct answers out of ``n`` nearest to a printed accuracy in percent."""
+    return round(accuracy * n / 100)
 
 
 def published_teacher(task: str) -> Published | None:

@@ -1,5 +1,7 @@
-"""The report's pure parts: the Table II-style markdown, the comparison figure (SVG) and the
-DVC plot data (filter funnel, per-variant metrics, confusion pairs).
+"""The report's pure parts: the Table II-style markdown (each metric with its 95% interval where
+the metrics file holds one), the paired comparisons, the paper's own differences against noise,
+the comparison figure (SVG, with error bars) and the DVC plot data (filter funnel, per-variant
+metrics, confusion pairs).
 
 The figure is hand-written SVG rather than matplotlib: it is a handful of bars, the output is
 byte-for-byte deterministic (matplotlib's SVG embeds a date and random clip ids), so the
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
+from sert.compare import ALPHA, PAIRS, paired_reading, paper_comparisons, paper_reading
 from sert.published import Published
+from sert.stats import N_RESAMPLES
 
 LABELS = {"base": "Base (zero-shot)", "finetune": "Finetune", "sert": "SERT", "rd": "RD", "sert_rd": "SERT+RD"}
 """Report names of the evaluated variants; other variants are shown under their own name."""
@@ -49,28 +53,51 @@ def published_cell(p: Published | None) -> str:
     return " / ".join([f"{p.accuracy:.2f}", _fmt(p.format_rate, 2), _fmt(p.length, 2), _fmt(p.repetition, 2)])
 
 
+def interval(m: dict, key: str) -> tuple[float, float] | None:
+    """The metric's ``<key>_ci`` as (low, high), or None where the file has none (older metrics files,
+    a bootstrap over one question)."""
+    ci = m.get(f"{key}_ci")
+    return (float(ci[0]), float(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
+
+
+def _cell(m: dict, key: str, digits: int) -> str:
+    """'0.546 [0.509, 0.583]': the value with its interval when there is one."""
+    value, ci = m.get(key), interval(m, key)
+    if value is None or ci is None:
+        return _fmt(value, digits)
+    return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
 def _row(name: str, m: dict, paper: str | None) -> str:
-    cells = [name, _fmt(m.get("accuracy"), 3), _fmt(m.get("format_rate"), 3), _fmt(m.get("length"), 1),
-             _fmt(m.get("repetition"), 3), _fmt(m.get("reasoning_rate"), 3), str(m.get("n", "-")),
+    cells = [name, _cell(m, "accuracy", 3), _cell(m, "format_rate", 3), _cell(m, "length", 1),
+             _cell(m, "repetition", 3), _cell(m, "reasoning_rate", 3), str(m.get("n", "-")),
              _fmt(m.get("length_tokens"), 1), _fmt(m.get("repetition_tokens"), 3)]
     return "| " + " | ".join(cells) + " |" + (f" {paper} |" if paper is not None else "")
 
 
 def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict, teacher: dict,
                     published: dict[str, Published] | None, figure: str | None = None,
-                    teacher_eval: dict | None = None, teacher_published: Published | None = None) -> str:
+                    teacher_eval: dict | None = None, teacher_published: Published | None = None,
+                    comparisons: list[dict] | None = None, published_n: int | None = None) -> str:
     """metrics/report.md: results table (with the paper's column when a published run or the
-    paper's teacher row matches), the figure, the filter funnel and the teacher.
+    paper's teacher row matches), the paired comparisons, the paper's differences against noise,
+    the figure, the filter funnel and the teacher.
 
     ``teacher_eval`` is metrics/eval/teacher.json: the teacher's test outputs scored like the
-    variants (a row of the table), or ``{"available": false, "reason"}``."""
+    variants (a row of the table), or ``{"available": false, "reason"}``. ``comparisons`` is
+    metrics/compare.json (``sert.compare.compare_variants``); ``published_n`` the paper's test
+    questions for this task (``sert.published.published_test_size``)."""
     paper = bool(published or teacher_published)
+    with_ci = any(interval(m, key) for m in evals.values() for key, _ in METRICS)
     lines = [
         f"# SERT results: task `{task}`, student `{model}`",
         "",
         "Greedy decoding on the test split. Acc, Fmt and Reasoning are fractions; Len is mean",
         "whitespace words per output and Rep the word-unigram repetition rate, the paper's units",
         "(Len/Rep tokens: the same in student tokens; see `sert/evaluation.py`).",
+        *(["In brackets, 95% intervals: Wilson for Acc, Fmt and Reasoning, a percentile bootstrap over the",
+           f"test questions ({N_RESAMPLES:,} resamples) for Len and Rep."] if with_ci else
+          ["This workspace's metrics files carry no intervals (written before they were added)."]),
         "",
         "| method | Acc | Fmt | Len | Rep | Reasoning | n | Len tokens | Rep tokens |"
         + (" Paper (Acc % / Fmt / Len / Rep) |" if paper else ""),
@@ -97,6 +124,10 @@ def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict,
         lines.append("The teacher's paper cell is Table II's text-davinci-002 Zero-shot-CoT row.")
     if teacher_note:
         lines.append(teacher_note)
+    if comparisons:
+        lines += [""] + comparisons_markdown(comparisons, evals)
+    if published and published_n:
+        lines += [""] + paper_markdown(published, published_n)
     if figure:
         lines += ["", f"![Variants compared: {', '.join(m for _, m in METRICS)}]({figure})"]
     lines += ["", "## Self-training data", "",
@@ -113,6 +144,62 @@ def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict,
               f"Backend `{teacher.get('backend')}`: {teacher.get('n_correct')}/{teacher.get('n')} correct "
               f"(accuracy {teacher.get('accuracy', 0):.3f}) on the training questions.", ""]
     return "\n".join(lines)
+
+
+def _signed(value: float, digits: int) -> str:
+    """'+0.090', '-0.010', and a plain '0.000' for zero (no sign on a value that rounds to 0)."""
+    return f"{0.0:.{digits}f}" if round(value, digits) == 0 else f"{value:+.{digits}f}"
+
+
+def _diff_cell(difference: float, ci: list | None, digits: int) -> str:
+    cell = _signed(difference, digits)
+    return cell if ci is None else f"{cell} [{_signed(ci[0], digits)}, {_signed(ci[1], digits)}]"
+
+
+def _p(p: float) -> str:
+    return f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
+
+
+def comparisons_markdown(comparisons: list[dict], evals: dict[str, dict]) -> list[str]:
+    """The "Paired comparisons" section: one row per entry of metrics/compare.json."""
+    n = comparisons[0]["n"]
+    lines = ["## Paired comparisons", "",
+             f"Accuracy of a minus accuracy of b on the same {n} test questions: the 95% interval is a paired",
+             f"percentile bootstrap over the questions ({N_RESAMPLES:,} resamples), p McNemar's exact test (a",
+             "two-sided binomial test on the questions exactly one of the two got right). A difference reads",
+             f"as beyond noise only when its interval excludes 0 and p < {ALPHA:g}. Also in `metrics/compare.json`.",
+             "",
+             "| a vs b | Acc a | Acc b | a - b [95% CI] | McNemar exact p | a right, b wrong | a wrong, b right "
+             "| reading |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in comparisons:
+        acc_a, acc_b = (evals.get(v, {}).get(c["metric"]) for v in (c["a"], c["b"]))
+        lines.append(f"| {label(c['a'])} vs {label(c['b'])} | {_fmt(acc_a, 3)} | {_fmt(acc_b, 3)} | "
+                     f"{_diff_cell(c['difference'], c['ci'], 3)} | {_p(c['p_value'])} | {c['a_only']} | "
+                     f"{c['b_only']} | {paired_reading(c)} |")
+    return lines
+
+
+def paper_markdown(published: dict[str, Published], n: int) -> list[str]:
+    """The paper's own differences (same pairs) with an unpaired interval at its test size."""
+    rows = paper_comparisons(published, n)
+    lines = ["## The paper's differences against noise", "",
+             f"Table II's accuracies for the same pairs, each measured once on the paper's {n:,} test questions.",
+             "The paper publishes no per-question outputs, so an interval for an unpaired difference of two",
+             "proportions (Newcombe's hybrid score interval, from the counts nearest to the printed",
+             "percentages) is the most its numbers allow; a paired test on the same questions, like ours above,",
+             "would be tighter. In percentage points:",
+             "",
+             "| a vs b | paper a (%) | paper b (%) | a - b [95% CI] | reading |",
+             "|---|---|---|---|---|"]
+    for c in rows:
+        lines.append(f"| {label(c['a'])} vs {label(c['b'])} | {c['accuracy_a']:.2f} | {c['accuracy_b']:.2f} | "
+                     f"{_diff_cell(c['difference'], c['ci'], 2)} | {paper_reading(c)} |")
+    missing = [(a, b) for a, b in PAIRS if a not in published or b not in published]
+    if missing:
+        why = " (it has no zero-shot student row)" if any("base" in pair for pair in missing) else ""
+        lines += ["", f"Not in Table II: {', '.join(f'{label(a)} vs {label(b)}' for a, b in missing)}{why}."]
+    return lines
 
 
 # -- DVC plot data ---------------------------------------------------------------------------
@@ -137,13 +224,21 @@ def confusion_rows(records: list[dict]) -> list[dict]:
 def render_svg(evals: dict[str, dict], published: dict[str, Published] | None = None) -> str:
     """Small multiples: one panel per metric, one bar per variant, the value printed beside it.
 
-    Rates share a 0-1 axis; Len (words) is scaled to the longest (ours or the paper's). Where a published
+    Rates share a 0-1 axis; Len (words) is scaled to the longest (ours, an interval's end or the
+    paper's). Where the metrics hold a 95% interval it is an error bar on the bar; where a published
     run matches, the paper's value is a black tick on the variant's row.
     """
     variants = list(evals)
     name_w, panel_w, bar_w, row_h, top = 120, 170, 110, 22, 46
     width = name_w + panel_w * len(METRICS) + 10
-    height = top + row_h * len(variants) + (34 if published else 14)
+    notes = []
+    if any(interval(evals[v], key) for v in variants for key, _ in METRICS):
+        notes.append("Error bars: 95% intervals (Wilson for Acc, Fmt and Reasoning; bootstrap over questions "
+                     "for Len and Rep).")
+    if published:
+        notes.append("Black ticks: the paper's Table II value (Acc converted from percent).")
+    bottom = top + row_h * len(variants)
+    height = bottom + 14 + 18 * len(notes)
 
     def paper_value(variant: str, key: str) -> float | None:
         p = (published or {}).get(variant)
@@ -151,6 +246,9 @@ def render_svg(evals: dict[str, dict], published: dict[str, Published] | None = 
             return None
         value = getattr(p, key, None)  # reasoning_rate is not in Table II
         return value / 100 if key == "accuracy" and value is not None else value
+
+    def x_of(x0: float, value: float, scale: float) -> float:
+        return x0 + max(0.0, min(1.0, value / scale)) * bar_w
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
@@ -163,26 +261,33 @@ def render_svg(evals: dict[str, dict], published: dict[str, Published] | None = 
         scale = 1.0
         if key == "length":
             values = [evals[v][key] for v in variants] + [paper_value(v, key) or 0 for v in variants]
+            values += [ci[1] for v in variants if (ci := interval(evals[v], key))]
             scale = max(values) or 1.0
         axis = "words, max " + f"{scale:.0f}" if key == "length" else "0 - 1"
         out.append(f'<text x="{x0}" y="18" font-weight="bold">{title}</text>')
         out.append(f'<text x="{x0}" y="34" fill="#666" font-size="10">{axis}</text>')
-        out.append(f'<line x1="{x0}" y1="{top - 4}" x2="{x0}" y2="{top + row_h * len(variants)}" stroke="#999"/>')
+        out.append(f'<line x1="{x0}" y1="{top - 4}" x2="{x0}" y2="{bottom}" stroke="#999"/>')
         for i, variant in enumerate(variants):
             y = top + i * row_h
             value = float(evals[variant][key])
-            w = max(0.0, min(1.0, value / scale)) * bar_w
+            w = x_of(x0, value, scale) - x0
             out.append(f'<rect x="{x0}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" '
                        f'fill="{COLORS[i % len(COLORS)]}"/>')
+            text_x = x0 + w
+            ci = interval(evals[variant], key)
+            if ci is not None:  # a line from low to high with end caps, across the bar's middle
+                lo, hi, mid = x_of(x0, ci[0], scale), x_of(x0, ci[1], scale), y + row_h / 2
+                out.append(f'<path d="M{lo:.1f} {mid:.0f}H{hi:.1f}M{lo:.1f} {mid - 4:.0f}V{mid + 4:.0f}'
+                           f'M{hi:.1f} {mid - 4:.0f}V{mid + 4:.0f}" stroke="#222" fill="none"/>')
+                text_x = max(text_x, hi)
             text = f"{value:.1f}" if key == "length" else f"{value:.2f}"
-            out.append(f'<text x="{x0 + w + 4:.1f}" y="{y + 15}" font-size="11">{text}</text>')
+            out.append(f'<text x="{text_x + 4:.1f}" y="{y + 15}" font-size="11">{text}</text>')
             paper = paper_value(variant, key)
             if paper is not None:
-                px = x0 + max(0.0, min(1.0, paper / scale)) * bar_w
+                px = x_of(x0, paper, scale)
                 out.append(f'<line x1="{px:.1f}" y1="{y + 1}" x2="{px:.1f}" y2="{y + row_h - 1}" '
                            'stroke="black" stroke-width="2"/>')
-    if published:
-        out.append(f'<text x="{name_w}" y="{height - 10}" font-size="11">Black ticks: the paper\'s Table II '
-                   'value (Acc converted from percent).</text>')
+    for k, note in enumerate(notes):
+        out.append(f'<text x="{name_w}" y="{bottom + 26 + 18 * k}" font-size="11">{escape(note)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"

@@ -19,7 +19,8 @@ from stages.common import METRICS, PREPARED, VARIANTS, ParamsOption, load_params
 @stage
 def main(variant: str = typer.Argument(..., help=f"One of: {', '.join(VARIANTS)}."),
          params: Path = ParamsOption) -> None:
-    """Write data/predictions/<variant>.jsonl and metrics/eval/<variant>.json.
+    """Write data/predictions/<variant>.jsonl and metrics/eval/<variant>.json (the metrics with
+    their 95% intervals, sert/evaluation.py).
 
     The base model is prompted zero-shot (the sampling prompt); trained variants with the
     training prompt they learned.
@@ -36,4 +37,6 @@ def main(variant: str = typer.Argument(..., help=f"One of: {', '.join(VARIANTS)}
     records, metrics = score(task, examples, generations, p.evaluate)
     write_jsonl(Path("data/predictions") / f"{variant}.jsonl", records)
     write_json(METRICS / "eval" / f"{variant}.json", metrics)
-    typer.echo(f"evaluate {variant}: accuracy {metrics['accuracy']:.3f}, reasoning {metrics['reasoning_rate']:.3f}")
+    low, high = metrics["accuracy_ci"]
+    typer.echo(f"evaluate {variant}: accuracy {metrics['accuracy']:.3f} [95% {low:.3f}, {high:.3f}], "
+               f"reasoning {metrics['reasoning_rate']:.3f}")

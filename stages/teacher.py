@@ -66,5 +66,5 @@ def teacher_row(teacher, task, examples, p) -> dict:
     _, metrics = score(task, covered, [TeacherOutput(outputs[ex.id]) for ex in covered], p.evaluate)
     # Fmt is the student's trained format ("So the answer is"); the teacher was never asked for it,
     # and Table II gives the teacher no Fmt either.
-    metrics["format_rate"] = None
+    metrics["format_rate"] = metrics["format_rate_ci"] = None
     return {"available": True, "backend": p.teacher.backend, **metrics, "test_questions": len(examples)}

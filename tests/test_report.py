@@ -3,13 +3,20 @@ rendered from the tiny pipeline (`dvc plots show` on the session `project`)."""
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
+import yaml
 from conftest import run
 
-from sert.published import TABLE_II, published_run, published_student, published_teacher
+from sert.compare import PAIRS, compare_variants, paper_comparisons
+from sert.errors import DataError
+from sert.io import write_json, write_jsonl
+from sert.published import (TABLE_II, TEST_SIZES, published_count, published_run, published_student,
+                            published_teacher, published_test_size)
 from sert.report import (FUNNEL_STEPS, confusion_rows, funnel_rows, render_markdown, render_svg,
                          variant_rows)
+from sert.stats import compare_paired, newcombe_difference, wilson
 
 VARIANTS = ("base", "finetune", "sert", "rd", "sert_rd")
 LABELS = ("Base (zero-shot)", "Finetune", "SERT", "RD", "SERT+RD")
@@ -138,3 +145,239 @@ def test_dvc_plots_show_renders_every_plot_and_variant(project, tmp_path):
     md = (project / "metrics/report.md").read_text()
     assert "![Variants compared: Acc, Fmt, Reasoning, Len, Rep](report.svg)" in md
     assert "No published run for task `modsum` with student `tiny`" in md
+
+
+# -- intervals, paired comparisons and the paper's differences --------------------------------------
+def with_intervals(evals):
+    """fake_evals with intervals beside the compared metrics, as sert.evaluation.score writes them."""
+    out = {}
+    for v, m in evals.items():
+        m = dict(m)
+        for key in ("accuracy", "format_rate", "reasoning_rate"):
+            m[f"{key}_ci"] = [max(0.0, round(m[key] - 0.1, 6)), min(1.0, round(m[key] + 0.1, 6))]
+        m["length_ci"] = [m["length"] - 2.5, m["length"] + 2.5]
+        m["repetition_ci"] = [m["repetition"], round(m["repetition"] + 0.02, 6)]
+        out[v] = m
+    return out
+
+
+def table(md: str) -> list[str]:
+    return [line for line in md.split("\n\n")[2].splitlines() if line.startswith("| ") and "---" not in line]
+
+
+def test_table_cells_carry_their_intervals():
+    md = render_markdown("strategyqa", "gpt2", with_intervals(fake_evals()), FUNNEL, TEACHER,
+                         published_run("strategyqa", "gpt2"))
+    assert ("| SERT | 0.200 [0.100, 0.300] | 1.000 [0.900, 1.000] | 30.0 [27.5, 32.5] | 0.100 [0.100, 0.120] "
+            "| 0.400 [0.300, 0.500] | 8 | 39.0 | 0.200 | 54.00 / 0.91 / 145.33 / 0.53 |") in md
+    assert "In brackets, 95% intervals: Wilson for Acc, Fmt and Reasoning, a percentile bootstrap" in md
+    teacher = {**TEACHER_EVAL, "accuracy_ci": [0.522, 0.597], "format_rate_ci": None, "length_ci": [74.0, 79.6],
+               "repetition_ci": [0.355, 0.374], "reasoning_rate_ci": [0.994, 1.0]}
+    md = render_markdown("strategyqa", "tiny", with_intervals(fake_evals()), FUNNEL, TEACHER, None,
+                         teacher_eval=teacher)
+    assert ("| Teacher (`import`) | 0.560 [0.522, 0.597] | - | 76.8 [74.0, 79.6] | 0.365 [0.355, 0.374] "
+            "| 1.000 [0.994, 1.000] | 687 | - | - |") in md
+
+
+def test_metrics_without_intervals_render_without_brackets():
+    """Metrics files written before the intervals existed (no *_ci keys) still make a report."""
+    md = render_markdown("modsum", "tiny", fake_evals(), FUNNEL, TEACHER, None, teacher_eval=TEACHER_EVAL)
+    rows = table(md)
+    assert len(rows) == 1 + 5 + 1 and not any("[" in row for row in rows)
+    assert "This workspace's metrics files carry no intervals" in md and "In brackets" not in md
+    root = ET.fromstring(render_svg(fake_evals()))
+    assert not list(root.iter("{http://www.w3.org/2000/svg}path"))
+    assert not any("Error bars" in (t.text or "") for t in root.iter("{http://www.w3.org/2000/svg}text"))
+
+
+def test_svg_draws_each_interval_as_an_error_bar():
+    evals = with_intervals(fake_evals())
+    root = ET.fromstring(render_svg(evals, published_run("strategyqa", "gpt2")))
+    bars = [p.get("d") for p in root.iter("{http://www.w3.org/2000/svg}path")]
+    assert len(bars) == 5 * 5  # every variant in every panel
+    # SERT's accuracy (third row of the Acc panel, x0 = 120, 110 px for 0-1): 0.1 to 0.3 at the row's middle
+    assert bars[2].startswith("M131.0 101H153.0M131.0 97V105M153.0 97V105")
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert any(t.startswith("Error bars: 95% intervals") for t in texts) and any(t.startswith("Black ticks") for t in texts)
+    # Without the paper's longer Len (145 words), Len is scaled to the longest interval end (52.5 words),
+    # so every error bar stays in its panel (x0 = 120 + 3 * 170, 110 px wide) and the longest ends at its edge.
+    ours = [p.get("d") for p in ET.fromstring(render_svg(evals)).iter("{http://www.w3.org/2000/svg}path")]
+    assert max(float(d.split("H")[1].split("M")[0]) for d in ours[15:20]) == pytest.approx(120 + 3 * 170 + 110)
+
+
+def fake_predictions(n=40):
+    """Per-question records for the five variants on the same n questions (deterministic patterns)."""
+    patterns = {"base": lambda i: i % 5 == 0, "finetune": lambda i: i % 4 == 0, "sert": lambda i: i % 2 == 0,
+                "rd": lambda i: i % 3 != 0, "sert_rd": lambda i: i % 3 != 0 or i % 7 == 0}
+    return {v: [{"id": f"q{i}", "answer": "1", "prediction": "1" if f(i) else "2", "correct": bool(f(i))}
+                for i in range(n)] for v, f in patterns.items()}
+
+
+def test_compare_json_schema_order_and_values():
+    predictions = fake_predictions()
+    comparisons = compare_variants(predictions)
+    assert [(c["a"], c["b"]) for c in comparisons] == list(PAIRS) == [
+        ("sert", "base"), ("sert_rd", "rd"), ("rd", "finetune"), ("sert_rd", "sert")]
+    for c in comparisons:
+        assert set(c) == {"a", "b", "metric", "difference", "ci", "p_value", "test", "n", "a_only", "b_only"}
+        assert c["metric"] == "accuracy" and "McNemar exact" in c["test"] and c["n"] == 40
+        expected = compare_paired([r["correct"] for r in predictions[c["a"]]], [r["correct"] for r in predictions[c["b"]]])
+        assert c["difference"] == round(expected.difference, 6) and c["p_value"] == pytest.approx(expected.p_value, rel=1e-5)
+        assert c["ci"] == [round(x, 6) for x in expected.ci] and (c["a_only"], c["b_only"]) == (
+            expected.a_only, expected.b_only)
+    json.dumps(comparisons)  # plain JSON values
+    # Matched by id, not by line: reordering a file changes nothing.
+    shuffled = {**predictions, "rd": list(reversed(predictions["rd"]))}
+    assert compare_variants(shuffled) == comparisons
+    # SERT+RD vs RD: RD's right answers plus 2 more (i = 0, 21 of 40): within noise at this size.
+    assert comparisons[1]["a_only"] == 2 and comparisons[1]["b_only"] == 0 and comparisons[1]["p_value"] == 0.5
+
+
+def test_different_questions_are_a_one_line_error():
+    predictions = fake_predictions()
+    predictions["rd"][0] = {**predictions["rd"][0], "id": "other"}
+    with pytest.raises(DataError) as err:
+        compare_variants(predictions)
+    assert str(err.value) == ("data/predictions/sert_rd.jsonl and data/predictions/rd.jsonl: not the same test "
+                              "questions (1 ids only in sert_rd, 1 only in rd, e.g. 'q0'); evaluate both on the "
+                              "same test split")
+    predictions = fake_predictions()
+    predictions["sert"].append(predictions["sert"][0])
+    with pytest.raises(DataError, match=r"^data/predictions/sert.jsonl: question id 'q0' appears twice$"):
+        compare_variants(predictions)
+
+
+def test_paired_table_calls_a_difference_beyond_noise_only_when_it_is():
+    evals = fake_evals()
+    comparisons = compare_variants(fake_predictions())
+    md = render_markdown("modsum", "tiny", evals, FUNNEL, TEACHER, None, comparisons=comparisons)
+    section = md.split("## Paired comparisons")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r.split(" | ")[0] for r in rows] == ["| SERT vs Base (zero-shot)", "| SERT+RD vs RD", "| RD vs Finetune",
+                                                "| SERT+RD vs SERT"]
+    for c, row in zip(comparisons, rows):
+        covers = c["ci"][0] <= 0 <= c["ci"][1]
+        assert ("beyond noise" in row) == (not covers and c["p_value"] < 0.05)
+        assert ("effect" not in row) and (("within noise" in row) == (covers or c["p_value"] >= 0.05))
+    assert rows[1] == ("| SERT+RD vs RD | 0.400 | 0.300 | +0.050 [0.000, +0.125] | 0.500 | 2 | 0 "
+                       "| within noise (interval covers 0, p >= 0.05) |")
+    # (Acc a / Acc b come from the metrics files, here fake_evals; the differences from the predictions.)
+    assert rows[2] == "| RD vs Finetune | 0.300 | 0.100 | +0.400 [+0.200, +0.600] | 0.002 | 20 | 4 | higher, beyond noise |"
+    from sert.compare import paired_reading
+    assert paired_reading({"difference": 0.1, "ci": [0.01, 0.2], "p_value": 0.06}) == "within noise (p >= 0.05)"
+    assert paired_reading({"difference": -0.1, "ci": [-0.2, -0.01], "p_value": 0.01}) == "lower, beyond noise"
+
+
+def test_published_sizes_and_counts():
+    assert TEST_SIZES == {"strategyqa": 687, "commonsenseqa": 1221}
+    assert published_test_size("strategy_qa") == 687 and published_test_size("csqa") == 1221
+    assert published_test_size("modsum") is None
+    assert published_count(52.69, 687) == 362 and published_count(54.65, 687) == 375  # 54.65% is no count of 687
+
+
+def test_papers_sert_rd_vs_rd_on_strategyqa_gpt2_covers_zero():
+    """Table II: SERT+RD 54.65 vs RD 52.69 on StrategyQA's 687 test questions (GPT-2): within noise."""
+    rows = {(r["a"], r["b"]): r for r in paper_comparisons(published_run("strategyqa", "gpt2"), 687)}
+    assert list(rows) == [("sert_rd", "rd"), ("rd", "finetune"), ("sert_rd", "sert")]  # no zero-shot row
+    row = rows[("sert_rd", "rd")]
+    assert row["difference"] == 1.96 and row["ci"][0] < 0 < row["ci"][1]
+    low, high = newcombe_difference(375, 687, 362, 687)
+    assert row["ci"] == [round(100 * low, 2), round(100 * high, 2)]
+    # GPT-2 large, StrategyQA: SERT+RD 57.21 vs RD 50.22, a 7-point difference, is beyond noise even unpaired.
+    large = {(r["a"], r["b"]): r for r in paper_comparisons(published_run("strategyqa", "gpt2-large"), 687)}
+    assert large[("sert_rd", "rd")]["ci"][0] > 0
+
+
+def test_report_shows_the_papers_differences_against_noise():
+    published = published_run("strategyqa", "gpt2")
+    md = render_markdown("strategyqa", "gpt2", fake_evals(), FUNNEL, TEACHER, published, published_n=687)
+    section = md.split("## The paper's differences against noise")[1].split("\n## ")[0]
+    assert "unpaired difference of two" in section and "the most its numbers allow" in section
+    assert "a paired test on the same questions" in section and "687 test questions" in section
+    assert "| SERT+RD vs RD | 54.65 | 52.69 | +1.96 [" in section and "| within noise (interval covers 0) |" in section
+    assert "Not in Table II: SERT vs Base (zero-shot) (it has no zero-shot student row)." in section
+    assert "beyond noise" not in section  # GPT-2 small on StrategyQA: none of the three is
+    assert "differences against noise" not in render_markdown("modsum", "tiny", fake_evals(), FUNNEL, TEACHER, None,
+                                                              published_n=None)
+
+
+def report_workspace(root: Path, evals: dict, predictions: dict, task: str = "modsum", model: str = "tiny"):
+    """The report stage's inputs, as an older workspace would hold them (metrics without *_ci keys)."""
+    params = {"task": {"name": task}, "student": {"model": model}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    for v, m in evals.items():
+        write_json(root / "metrics/eval" / f"{v}.json", m)
+        write_jsonl(root / "data/predictions" / f"{v}.jsonl", predictions[v])
+    write_json(root / "metrics/filter.json", FUNNEL)
+    write_json(root / "metrics/teacher.json", TEACHER)
+    write_json(root / "metrics/rounds.json", {})
+
+
+def test_report_stage_on_metrics_without_intervals(tmp_path, monkeypatch):
+    from stages import report
+
+    report_workspace(tmp_path, fake_evals(), fake_predictions(8))
+    monkeypatch.chdir(tmp_path)
+    report.main(params=Path("params.yaml"))
+    compare = json.loads(Path("metrics/compare.json").read_text())
+    assert [(c["a"], c["b"]) for c in compare] == list(PAIRS) and all(c["n"] == 8 for c in compare)
+    md = Path("metrics/report.md").read_text()
+    assert "## Paired comparisons" in md and "carry no intervals" in md
+    assert json.loads(Path("metrics/summary.json").read_text())["variants"] == fake_evals()
+
+
+def test_report_stage_refuses_predictions_on_different_questions(tmp_path, monkeypatch, capsys):
+    from stages import report
+
+    predictions = fake_predictions(8)
+    predictions["base"] = predictions["base"][:-1]
+    report_workspace(tmp_path, fake_evals(), predictions)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        report.main(params=Path("params.yaml"))
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == ("error: data/predictions/sert.jsonl and data/predictions/base.jsonl: not the "
+                                       "same test questions (1 ids only in sert, 0 only in base, e.g. 'q7'); "
+                                       "evaluate both on the same test split\n")
+    assert not Path("metrics/compare.json").exists() and not Path("metrics/report.md").exists()
+
+
+def test_pipeline_writes_intervals_and_the_paired_comparisons(project):
+    for v in VARIANTS + ("teacher",):
+        m = json.loads((project / "metrics/eval" / f"{v}.json").read_text())
+        keys = list(m)
+        for key in ("accuracy", "format_rate", "length", "repetition", "reasoning_rate"):
+            ci = m[f"{key}_ci"]
+            assert keys.index(f"{key}_ci") == keys.index(key) + 1
+            if ci is not None:
+                assert ci[0] <= m[key] <= ci[1]
+        assert m["accuracy_ci"] == [round(x, 6) for x in wilson(m["n_correct"], m["n"])]
+    compare = json.loads((project / "metrics/compare.json").read_text())
+    assert [(c["a"], c["b"]) for c in compare] == list(PAIRS)
+    for c in compare:
+        acc = {v: json.loads((project / "metrics/eval" / f"{v}.json").read_text())["accuracy"] for v in (c["a"], c["b"])}
+        assert c["difference"] == pytest.approx(acc[c["a"]] - acc[c["b"]], abs=1e-6) and 0 <= c["p_value"] <= 1
+    md = (project / "metrics/report.md").read_text()
+    assert "## Paired comparisons" in md and "In brackets, 95% intervals" in md
+    assert len(list(ET.fromstring((project / "metrics/report.svg").read_text()).iter(
+        "{http://www.w3.org/2000/svg}path"))) >= 5 * 4  # every variant's interval except degenerate ones
+
+
+def test_readme_table_of_the_papers_differences_is_computed():
+    """README's table (all six published runs) is what sert.compare computes, row for row."""
+    from conftest import ROOT
+
+    from sert.compare import paper_reading
+    from sert.report import label
+
+    names = {"gpt2": "GPT-2", "gpt2-medium": "GPT-2-medium", "gpt2-large": "GPT-2-large",
+             "strategyqa": "StrategyQA", "commonsenseqa": "CommonsenseQA"}
+    expected = [f"| {names[s]} | {names[t]} | {label(c['a'])} vs {label(c['b'])} | {c['difference']:+.2f} "
+                f"[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] | {paper_reading(c).split(' (')[0]} |"
+                for s in ("gpt2", "gpt2-medium", "gpt2-large") for t in ("strategyqa", "commonsenseqa")
+                for c in paper_comparisons(published_run(t, s), TEST_SIZES[t])]
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| GPT-2") and " vs " in line]
+    assert rows == expected
+    beyond = sum("beyond noise" in row for row in expected)
+    assert f"{beyond} of the {len(expected)} differences have an interval that excludes 0" in " ".join(readme.split())
