@@ -286,8 +286,8 @@ COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d
 
 def render_svg(summaries: list[Summary]) -> str:
     """One panel per metric on a 0-1 axis, one row per variant: a dot per seed, the mean as a bar
-    end with its interval as a black whisker (clipped at the panel edge, arrow-free: the table has
-    the numbers)."""
+    with its interval as a black whisker. An interval reaching past 0 or 1 is clipped at the panel
+    edge and has no end cap there (the table has its numbers)."""
     metrics = list(dict.fromkeys(s.metric for s in summaries))
     variants = list(dict.fromkeys(s.variant for s in summaries))
     cell = {(s.metric, s.variant): s for s in summaries}
@@ -326,7 +326,9 @@ def render_svg(summaries: list[Summary]) -> str:
             if s.ci is not None:
                 lo, hi = x_of(x0, s.ci[0]), x_of(x0, s.ci[1])
                 out.append(f'<line x1="{lo:.1f}" y1="{mid:.1f}" x2="{hi:.1f}" y2="{mid:.1f}" stroke="black"/>')
-                for x in (lo, hi):
+                for x, end in ((lo, s.ci[0]), (hi, s.ci[1])):
+                    if not 0 <= end <= 1:  # clipped at the panel edge: no end cap, the interval goes on
+                        continue
                     out.append(f'<line x1="{x:.1f}" y1="{mid - 5:.1f}" x2="{x:.1f}" y2="{mid + 5:.1f}" '
                                'stroke="black"/>')
             mx = x_of(x0, s.mean)

@@ -190,6 +190,11 @@ def test_markdown_json_and_svg_carry_the_numbers():
                and ln.get("y1") == ln.get("y2") == f"{46 + 4 * 26 + 13:.1f}" and float(ln.get("x1")) < 310]
     assert [(float(w.get("x1")), float(w.get("x2"))) for w in whisker] == [
         pytest.approx((120 + max(0, s.ci[0]) * 160, 280), abs=0.06)]
+    caps = [float(ln.get("x1")) for ln in svg.findall(f"{ns}line") if ln.get("stroke") == "black"
+            and ln.get("x1") == ln.get("x2") and 46 + 4 * 26 < float(ln.get("y1")) < 46 + 5 * 26
+            and float(ln.get("x1")) < 310]
+    assert 0 < s.ci[0] and s.ci[1] > 1  # a cap at the lower end only: the upper end is clipped
+    assert caps == [pytest.approx(120 + s.ci[0] * 160, abs=0.06)]
 
 
 # -- what the runs recomputed -------------------------------------------------------------------
@@ -277,6 +282,11 @@ def test_two_seed_sweep_end_to_end(project, tmp_path):
     assert (work / "metrics/sweep.md").read_text() == result.stdout
     assert ET.fromstring((work / "metrics/sweep.svg").read_text()).tag.endswith("svg")
     assert "up to date" in run(["dvc", "status"], work).stdout  # the workspace was not touched
+
+    # Resuming runs only the missing seeds: here none.
+    resumed = run(["sert", "sweep", "run", "0", "1", "--prefix", "tw", "--skip-existing"], work).stdout
+    assert "sweep: tw-seed0 exists, skipped" in resumed and "sweep: tw-seed1 exists, skipped" in resumed
+    assert "dvc exp run" not in resumed
 
     # One-line errors.
     for args, message in [
