@@ -1,7 +1,8 @@
 """Seed sweeps (sert/sweep.py, stages/sweep.py): the aggregation on `dvc exp show --json` output as the
-installed DVC writes it (tests/data/exp_show_sweep.json, captured from a real two-seed sweep of the tiny
-pipeline plus a failed queued experiment, sw-seed2 (train.epochs=0); its deps/outs and non-eval metrics were dropped to keep it
-small), and one end-to-end two-seed sweep of the tiny project (session fixture `project`)."""
+installed DVC (3.67) writes it, and one end-to-end two-seed sweep of the tiny project (session fixture
+`project`). tests/data/exp_show_sweep.json was captured from real experiments of the tiny pipeline:
+train.seed 0 and 1 (`dvc exp run --temp`) and a failed queued one (train.epochs=0, renamed sw-seed2);
+its deps/outs and non-eval metrics were dropped to keep it small."""
 
 import copy
 import json
