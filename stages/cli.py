@@ -22,6 +22,10 @@ STAGES = ("prepare", "base", "sample", "filter", "teacher", "train", "evaluate",
           "presets")
 """Subcommand names, in pipeline order; each is the module ``stages/<name>.py`` with a ``main``."""
 
+GROUPS = ("sweep",)
+"""Command groups that drive the pipeline rather than being one of its stages: each is the module
+``stages/<name>.py`` with a Typer ``app`` of subcommands (``sert sweep run``, ``sert sweep show``)."""
+
 
 def stage_summary(name: str) -> str:
     """The docstring of ``stages/<name>.py``'s ``main``, parsed, not imported."""
@@ -30,6 +34,19 @@ def stage_summary(name: str) -> str:
         if isinstance(node, ast.FunctionDef) and node.name == "main":
             return ast.get_docstring(node) or ""
     raise RuntimeError(f"stages/{name}.py has no main()")
+
+
+def group_summary(name: str) -> str:
+    """The first paragraph of ``stages/<name>.py``'s module docstring, parsed, not imported."""
+    tree = ast.parse(Path(__file__).with_name(f"{name}.py").read_text(encoding="utf-8"))
+    return " ".join((ast.get_docstring(tree) or "").split("\n\n")[0].split())
+
+
+def load_group(name: str) -> click.Command:
+    """The group's real command (imports its module)."""
+    command = typer.main.get_command(importlib.import_module(f"stages.{name}").app)
+    command.name = name
+    return command
 
 
 def load_stage(name: str) -> click.Command:
@@ -48,6 +65,8 @@ class LazyStages(TyperGroup):
         for name in STAGES:  # in self.commands, so typo suggestions ("did you mean") know them
             doc = stage_summary(name)
             self.commands[name] = click.Command(name, help=doc, short_help=" ".join(doc.split("\n\n")[0].split()))
+        for name in GROUPS:
+            self.commands[name] = click.Command(name, help=group_summary(name), short_help=group_summary(name))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*STAGES, *(name for name in super().list_commands(ctx) if name not in STAGES)]
@@ -55,6 +74,9 @@ class LazyStages(TyperGroup):
     def resolve_command(self, ctx: click.Context, args: list[str]):
         if args and args[0] in STAGES and args[0] not in self.loaded:
             self.commands[args[0]] = load_stage(args[0])
+            self.loaded.add(args[0])
+        elif args and args[0] in GROUPS and args[0] not in self.loaded:
+            self.commands[args[0]] = load_group(args[0])
             self.loaded.add(args[0])
         return super().resolve_command(ctx, args)
 

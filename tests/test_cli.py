@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from stages.cli import STAGES, app, stage_summary
+from stages.cli import GROUPS, STAGES, app, stage_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def test_top_level_help_lists_stages_without_importing_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     status, listing = out.split("\n", 1)
     assert status == "0 False False"
-    for name in (*STAGES, "tasks"):
+    for name in (*STAGES, *GROUPS, "tasks"):
         assert f" {name} " in listing
     first_words = " ".join(stage_summary("train").split()[:6])
     assert first_words in " ".join(listing.split())
