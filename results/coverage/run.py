@@ -197,8 +197,8 @@ def render_svg(cells: list[dict]) -> str:
     panels = sorted({setting(c) for c in cells})
     coverages = sorted({c["coverage"] for c in cells})
     seeds = sorted({c["seed"] for c in cells})
-    pw, ph, left, top, bottom, gap = 420, 260, 60, 70, 60, 30
-    width = left + len(panels) * (pw + gap) + 20
+    pw, ph, left, top, bottom, gap = 420, 260, 60, 84, 60, 30
+    width = max(640, left + len(panels) * (pw + gap) + 20)
     height = top + ph + bottom
     lo, hi = math.log10(min(coverages)), math.log10(max(coverages))
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -206,7 +206,8 @@ def render_svg(cells: list[dict]) -> str:
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="{left}" y="18" font-weight="bold">RD vs SERT+RD in the tiny world (modsum), by teacher coverage</text>',
            f'<text x="{left}" y="34" fill="#666" font-size="10">test accuracy (200 questions, greedy); dots: seeds '
-           f'{", ".join(map(str, seeds))} (train.seed = teacher.seed), with Wilson 95% bars; line: mean over seeds</text>']
+           f'{", ".join(map(str, seeds))} (train.seed = teacher.seed) with Wilson 95% bars;</text>',
+           f'<text x="{left}" y="48" fill="#666" font-size="10">line: mean over seeds. Chance: 0.1.</text>']
     for pi, s in enumerate(panels):
         x0 = left + pi * (pw + gap)
 
