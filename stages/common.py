@@ -22,7 +22,7 @@ from sert.modeling import TinyConfig
 from sert.rounds import SertConfig
 from sert.sampling import SampleConfig
 from sert.tasks import Example, TaskConfig, get_task
-from sert.teacher import TeacherConfig
+from sert.teacher import TeacherConfig, check_teacher_config
 from sert.training import TrainConfig, check_config
 
 PREPARED = Path("data/prepared")
@@ -71,7 +71,8 @@ def validate_ranges(p: Params) -> None:
     for key, value in {"task.subset_train": p.task.subset_train, "task.subset_test": p.task.subset_test}.items():
         check(value is None or value >= 1, key, f"must be at least 1 or null (the whole split), got {value}")
     check(0 < p.task.test_fraction < 1, "task.test_fraction", f"must be in (0, 1), got {p.task.test_fraction}")
-    get_task(p.task)  # the task's name and every entry of task.options (no data is read)
+    task = get_task(p.task)  # the task's name and every entry of task.options (no data is read)
+    check_teacher_config(p.teacher, task)  # teacher.coverage / error_rate: ranges, oracle backend only
     positive_ints = {
         "pretrain.n_layer": p.pretrain.n_layer, "pretrain.n_embd": p.pretrain.n_embd,
         "pretrain.n_head": p.pretrain.n_head, "pretrain.n_positions": p.pretrain.n_positions,

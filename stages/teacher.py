@@ -13,13 +13,14 @@ from sert.errors import ApiError
 from sert.evaluation import score
 from sert.io import write_json, write_jsonl
 from sert.tasks import get_task
-from sert.teacher import get_teacher, teacher_metrics
+from sert.teacher import get_teacher, kept_rationales, teacher_metrics
 from stages.common import METRICS, PREPARED, TEACHER, ParamsOption, load_params, read_examples, stage
 
 
 @stage
 def main(params: Path = ParamsOption) -> None:
-    """Write data/teacher.jsonl ({id, rationale, answer, correct}), metrics/teacher.json and
+    """Write data/teacher.jsonl ({id, rationale, answer, correct}), metrics/teacher.json (with the
+    oracle: how many training questions it covered and got wrong; always: how many are kept) and
     metrics/eval/teacher.json (the report's teacher row: the import backend's completions or the
     oracle's references for the test questions, scored like the variants; the openai backend
     sends no request for a test question, so its row says why it is absent).
@@ -32,7 +33,10 @@ def main(params: Path = ParamsOption) -> None:
     teacher = get_teacher(p.teacher, task)
     rationales = teacher.rationales(read_examples(PREPARED / "train.jsonl"))
     extra = teacher.extra_metrics()
-    metrics = {"backend": p.teacher.backend, **teacher_metrics(rationales), **extra}
+    # kept: what distillation trains on (teacher.only_correct), so a scarce or erring teacher's
+    # effect on the RD variants' data is read here, not recomputed from data/teacher.jsonl.
+    metrics = {"backend": p.teacher.backend, **teacher_metrics(rationales), **extra,
+               "kept": kept_rationales(rationales, p.teacher.only_correct)}
     write_jsonl(TEACHER, (r.to_json() for r in rationales))
     write_json(METRICS / "teacher.json", metrics)
     write_json(METRICS / "eval" / "teacher.json", teacher_row(teacher, task, read_examples(PREPARED / "test.jsonl"), p))
@@ -43,7 +47,8 @@ def main(params: Path = ParamsOption) -> None:
             f"teacher: {failed} of {jobs} rationales failed (more than teacher.max_failed_share="
             f"{p.teacher.max_failed_share:g}): {reasons}; rerun to retry them (answered requests are cached)"
         )
-    typer.echo(f"teacher: {p.teacher.backend}: {metrics['n_correct']}/{metrics['n']} correct -> {TEACHER}")
+    typer.echo(f"teacher: {p.teacher.backend}: {metrics['n_correct']}/{metrics['n']} correct, "
+               f"{metrics['kept']} kept -> {TEACHER}")
 
 
 @dataclass

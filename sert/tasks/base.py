@@ -172,6 +172,17 @@ class Task:
             "use teacher.backend import or openai"
         )
 
+    def wrong_rationale(self, example: Example, rng: random.Random) -> str:
+        """A wrong rationale in the oracle's words, for ``teacher.error_rate``: one wrong step whose
+        error carries through to a wrong final answer, as a real teacher errs. Only tasks whose
+        reasoning the code can derive step by step override this (modsum)."""
+        raise TaskError(f"task {self.name!r} cannot write a wrong rationale for the oracle teacher")
+
+    @classmethod
+    def can_write_wrong_rationales(cls) -> bool:
+        """Whether the task overrides ``wrong_rationale`` (checked before any data is read)."""
+        return cls.wrong_rationale is not Task.wrong_rationale
+
     def practice_example(self, rng: random.Random) -> Example | None:
         """A fresh question for the tiny student's corpus (generating tasks only; None otherwise)."""
         return None

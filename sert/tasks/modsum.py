@@ -23,6 +23,8 @@ from sert.tasks.base import Example, GeneratedSizes, Task, TaskError
 
 
 FACTS_PER_DOCUMENT = 1
+ORACLE_OPENING = "We add the numbers one at a time and keep the last digit. "
+"""The oracle teacher's first sentence (its own words, not the student's latent "First, ...")."""
 
 
 @dataclass(frozen=True)
@@ -110,9 +112,22 @@ class Modsum(Task):
         """A correct rationale in the teacher's own words (not the student's latent style)."""
         terms = self.terms_of(example)
         steps = worked_steps(terms)
-        return "We add the numbers one at a time and keep the last digit. " + " ".join(
-            f"{step}." for step in steps
-        )
+        return ORACLE_OPENING + " ".join(f"{step}." for step in steps)
+
+    def wrong_rationale(self, example: Example, rng: random.Random) -> str:
+        """The oracle's rationale with one step's sum wrong (a random step, a random wrong digit);
+        the later steps add correctly to the wrong running total, so the error shifts every later
+        total by the same non-zero amount mod 10 and the final answer is always wrong."""
+        terms = self.terms_of(example)
+        wrong_step = rng.randrange(len(terms) - 1)
+        steps, total = [], terms[0]
+        for i, term in enumerate(terms[1:]):
+            result = (total + term) % 10
+            if i == wrong_step:
+                result = (result + rng.randrange(1, 10)) % 10
+            steps.append(f"{total} + {term} = {result}")
+            total = result
+        return ORACLE_OPENING + " ".join(f"{step}." for step in steps)
 
     def pretraining_corpus(self, rng, n_documents, worked_fraction, fact_fraction, exclude, train=()):
         """Documents as (text, trained) segments: fact documents of several single steps
