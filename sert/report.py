@@ -140,9 +140,15 @@ def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict,
     if funnel.get("eos_branch_samples"):
         lines += ["", f"End-token branches (decoded on after the model's end token): {funnel['eos_branch_samples']} "
                       f"samples, {funnel.get('eos_branch_passed', 0)} passed every filter."]
+    supply = ""
+    if "covered" in teacher:  # the oracle's scarcity and errors (teacher.coverage, teacher.error_rate)
+        supply = (f" It covered {teacher['covered']} of {teacher.get('questions')} questions, {teacher.get('wrong')} "
+                  "of its rationales wrong by design.")
+    if "kept" in teacher:
+        supply += f" {teacher['kept']} rationales were kept for distillation."
     lines += ["", "## Teacher", "",
               f"Backend `{teacher.get('backend')}`: {teacher.get('n_correct')}/{teacher.get('n')} correct "
-              f"(accuracy {teacher.get('accuracy', 0):.3f}) on the training questions.", ""]
+              f"(accuracy {teacher.get('accuracy', 0):.3f}) on the training questions.{supply}", ""]
     return "\n".join(lines)
 
 

@@ -381,3 +381,11 @@ def test_readme_table_of_the_papers_differences_is_computed():
     assert rows == expected
     beyond = sum("beyond noise" in row for row in expected)
     assert f"{beyond} of the {len(expected)} differences have an interval that excludes 0" in " ".join(readme.split())
+
+
+def test_teacher_section_states_a_scarce_erring_teachers_supply():
+    scarce = {**TEACHER, "questions": 400, "covered": 100, "wrong": 30, "kept": 70}
+    md = render_markdown("modsum", "tiny", fake_evals(), FUNNEL, scarce, None, figure="report.svg")
+    assert "It covered 100 of 400 questions, 30 of its rationales wrong by design. 70 rationales were kept" in md
+    plain = render_markdown("modsum", "tiny", fake_evals(), FUNNEL, TEACHER, None, figure="report.svg")
+    assert "covered" not in plain.split("## Teacher")[1]
