@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import yaml
 
 from sert.api import api_config, validate_api_config
 from sert.config import check, from_mapping
-from sert.errors import DataError, ParamsError, SertError
+from sert.errors import DataError, ParamsError
 from sert.evaluation import EvalConfig
 from sert.filtering import FilterConfig
 from sert.formats import PromptConfig
@@ -24,6 +22,7 @@ from sert.sampling import SampleConfig
 from sert.tasks import Example, TaskConfig, get_task
 from sert.teacher import TeacherConfig, check_teacher_config
 from sert.training import TrainConfig, check_config
+from stages.errors import stage  # noqa: F401  (re-exported: every stage imports it from here)
 
 PREPARED = Path("data/prepared")
 BASE_MODEL = Path("models/base")
@@ -146,15 +145,3 @@ def read_examples(path: Path) -> list[Example]:
     return [Example.from_json(r) for r in records]
 
 
-def stage(func):
-    """Report library errors as ``error: <message>`` and exit 1, without a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except SertError as err:
-            typer.echo(f"error: {err}", err=True)
-            sys.exit(1)
-
-    return wrapper

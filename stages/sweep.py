@@ -16,16 +16,15 @@ Not a pipeline stage (no ``main``): it drives DVC rather than being driven by it
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import typer
 import yaml
 
-from sert.errors import ParamsError, SertError
+from sert.errors import ParamsError
+from stages.errors import stage
 from sert.io import write_json, write_text
 from sert.sweep import (METRICS, VARIANTS, SweepError, aggregate, check_prefix, experiment_name, render_markdown,
                         render_svg, select_runs, stage_actions, to_json, varying_params)
@@ -35,20 +34,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split
 PrefixOption = typer.Option("sweep", "--prefix", help="Experiments are named <prefix>-seed<N>.")
 
 
-def stage(func):
-    """``error: <message>`` and exit 1 on a library error, as stages.common.stage does; not imported
-    from there because stages.common loads the params schema and with it torch, which `sert sweep
-    --help` and `sert sweep show` do not need."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except SertError as err:
-            typer.echo(f"error: {err}", err=True)
-            sys.exit(1)
-
-    return wrapper
 
 
 def dvc(args: list[str]) -> subprocess.CompletedProcess:
