@@ -13,7 +13,7 @@ from sert.errors import ApiError
 from sert.evaluation import score
 from sert.io import write_json, write_jsonl
 from sert.tasks import get_task
-from sert.teacher import get_teacher, kept_rationales, teacher_metrics
+from sert.teachers import get_teacher, kept_rationales, teacher_metrics
 from stages.common import METRICS, PREPARED, TEACHER, ParamsOption, load_params, read_examples, stage
 
 

@@ -12,7 +12,7 @@ from sert.evaluation import EvalConfig
 from sert.formats import PromptConfig, fill_prompt
 from sert.tasks import get_task
 from sert.tasks.base import TaskConfig
-from sert.teacher import TeacherConfig, get_teacher
+from sert.teachers import TeacherConfig, get_teacher
 from sert.text import pattern_failure, rep_n, words
 from stages.teacher import teacher_row
 

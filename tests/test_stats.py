@@ -184,7 +184,7 @@ STRATEGYQA = SHARED / "data/strategyqa/task.json"
 def test_real_teacher_row_has_intervals():
     """text-davinci-002's released completions for the 687 StrategyQA test questions, scored by the
     teacher stage's row: the intervals hold Table II's Len 76.77 and Rep 0.36, Fmt has none."""
-    from sert.teacher import TeacherConfig, get_teacher
+    from sert.teachers import TeacherConfig, get_teacher
     from stages.teacher import teacher_row
 
     task = get_task(TaskConfig(name="strategyqa", source=str(SHARED / "data/strategyqa/task.json"),

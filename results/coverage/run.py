@@ -37,7 +37,7 @@ from sert.formats import distill_text, fill_prompt
 from sert.modeling import load_student, save_student
 from sert.sampling import generate_greedy
 from sert.tasks import get_task
-from sert.teacher import get_teacher, kept_rationales
+from sert.teachers import get_teacher, kept_rationales
 from sert.training import train_causal_lm
 from stages.common import PREPARED, load_params, read_examples
 from stages.train import encode, training_texts
