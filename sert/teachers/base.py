@@ -1,5 +1,6 @@
 """What every teacher shares: its params (``TeacherConfig``), its output (``Rationale``), the
-``Teacher`` interface the backends implement, and the metrics over rationales.
+``Teacher`` interface the backends implement, the metrics over rationales, and the report's
+teacher row (the teacher's test outputs scored like the variants).
 
 Backends live beside this module and import it (see ``sert.teachers`` for the list)."""
 
@@ -10,6 +11,7 @@ from typing import ClassVar
 
 from sert.api import ApiConfig
 from sert.config import check
+from sert.evaluation import EvalConfig, score
 from sert.tasks import Example, Task
 
 
@@ -114,3 +116,30 @@ def kept_rationales(rationales: list[Rationale], only_correct: bool) -> int:
     """How many rationales distillation trains on: the correct ones with ``only_correct``, else all
     (stages/train.py applies the same rule to data/teacher.jsonl)."""
     return sum(r.correct or not only_correct for r in rationales)
+
+
+@dataclass
+class TeacherOutput:
+    """A teacher's text for one test question, scored without token ids (no student tokenizer)."""
+
+    text: str
+    """Rationale and answer as the teacher wrote them."""
+    token_ids: None = None
+    """Token-based extras (Len/Rep in tokens) are not defined for the teacher."""
+
+
+def teacher_row(teacher: Teacher, task: Task, examples: list[Example], cfg: EvalConfig) -> dict:
+    """The report's teacher row (metrics/eval/teacher.json): the teacher's outputs for the test
+    questions (``Teacher.test_outputs``) scored by the variants' code, ``sert.evaluation.score``:
+    the variants' keys for the covered test questions, how many test questions there are, and the
+    backend; or ``{"available": false, "backend", "reason"}``."""
+    backend = teacher.config.backend
+    outputs = teacher.test_outputs(examples)
+    if isinstance(outputs, str):
+        return {"available": False, "backend": backend, "reason": outputs}
+    covered = [ex for ex in examples if ex.id in outputs]
+    _, metrics = score(task, covered, [TeacherOutput(outputs[ex.id]) for ex in covered], cfg)
+    # Fmt is the student's trained format ("So the answer is"); the teacher was never asked for it,
+    # and Table II gives the teacher no Fmt either.
+    metrics["format_rate"] = metrics["format_rate_ci"] = None
+    return {"available": True, "backend": backend, **metrics, "test_questions": len(examples)}
