@@ -4,7 +4,7 @@ For every (error_rate, coverage, seed) cell: the oracle teacher with ``teacher.c
 ``teacher.error_rate`` and ``teacher.seed`` = seed writes its rationales (``teacher.only_correct``
 keeps or drops the wrong ones, as in the pipeline); RD trains from models/base and SERT+RD from
 models/sert on the kept ones with the default ``train`` params and ``train.seed`` = seed; both are
-evaluated greedily on the test split. The calls are the stages' own (sert/teacher.py,
+evaluated greedily on the test split. The calls are the stages' own (sert/teachers/,
 stages/train.py's text building and encoding, sert/training.py, sert/sampling.generate_greedy,
 sert/evaluation.score), run in one process so no cell's model is written to disk.
 
