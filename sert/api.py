@@ -1,6 +1,6 @@
 """Requests to an OpenAI-compatible API that never pay twice: cache, concurrency, retries, budget.
 
-Shared by the ``openai`` teacher (``sert.teacher_openai``) and the LLM judge (``sert.judge``).
+Shared by the ``openai`` teacher (``sert.teachers.openai_api``) and the LLM judge (``sert.judge``).
 
 * ``ResponseCache``: an append-only JSONL file of responses keyed by ``request_key`` (a hash of
   the endpoint and the full request body: model, messages or prompt, decoding). Each response is

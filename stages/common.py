@@ -20,7 +20,7 @@ from sert.modeling import TinyConfig
 from sert.rounds import SertConfig
 from sert.sampling import SampleConfig
 from sert.tasks import Example, TaskConfig, get_task
-from sert.teacher import TeacherConfig, check_teacher_config
+from sert.teachers import TeacherConfig, check_teacher_config
 from sert.training import TrainConfig, check_config
 from stages.errors import stage  # noqa: F401  (re-exported: every stage imports it from here)
 

@@ -4,16 +4,14 @@ scored by the variants' code into metrics/eval/teacher.json."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
 from sert.errors import ApiError
-from sert.evaluation import score
 from sert.io import write_json, write_jsonl
 from sert.tasks import get_task
-from sert.teacher import get_teacher, kept_rationales, teacher_metrics
+from sert.teachers import get_teacher, kept_rationales, teacher_metrics, teacher_row
 from stages.common import METRICS, PREPARED, TEACHER, ParamsOption, load_params, read_examples, stage
 
 
@@ -39,7 +37,8 @@ def main(params: Path = ParamsOption) -> None:
                "kept": kept_rationales(rationales, p.teacher.only_correct)}
     write_jsonl(TEACHER, (r.to_json() for r in rationales))
     write_json(METRICS / "teacher.json", metrics)
-    write_json(METRICS / "eval" / "teacher.json", teacher_row(teacher, task, read_examples(PREPARED / "test.jsonl"), p))
+    write_json(METRICS / "eval" / "teacher.json",
+               teacher_row(teacher, task, read_examples(PREPARED / "test.jsonl"), p.evaluate))
     failed, jobs = extra.get("failed", 0), extra.get("jobs", len(rationales))
     if jobs and failed / jobs > p.teacher.max_failed_share:
         reasons = "; ".join(f"{n} x {reason}" for reason, n in list(extra["failure_reasons"].items())[:3])
@@ -49,27 +48,3 @@ def main(params: Path = ParamsOption) -> None:
         )
     typer.echo(f"teacher: {p.teacher.backend}: {metrics['n_correct']}/{metrics['n']} correct, "
                f"{metrics['kept']} kept -> {TEACHER}")
-
-
-@dataclass
-class TeacherOutput:
-    """A teacher's text for one test question, scored without token ids (no student tokenizer)."""
-
-    text: str
-    """Rationale and answer as the teacher wrote them."""
-    token_ids: None = None
-    """Token-based extras (Len/Rep in tokens) are not defined for the teacher."""
-
-
-def teacher_row(teacher, task, examples, p) -> dict:
-    """metrics/eval/teacher.json: the variants' keys for the covered test questions, how many test
-    questions there are, and the backend; or ``{"available": false, "reason"}``."""
-    outputs = teacher.test_outputs(examples)
-    if isinstance(outputs, str):
-        return {"available": False, "backend": p.teacher.backend, "reason": outputs}
-    covered = [ex for ex in examples if ex.id in outputs]
-    _, metrics = score(task, covered, [TeacherOutput(outputs[ex.id]) for ex in covered], p.evaluate)
-    # Fmt is the student's trained format ("So the answer is"); the teacher was never asked for it,
-    # and Table II gives the teacher no Fmt either.
-    metrics["format_rate"] = metrics["format_rate_ci"] = None
-    return {"available": True, "backend": p.teacher.backend, **metrics, "test_questions": len(examples)}

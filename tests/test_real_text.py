@@ -3,7 +3,6 @@ StrategyQA, the StrategyQA and CommonsenseQA questions (read by path from ../sha
 CommonsenseQA answer extraction on the phrasings models write."""
 
 import json
-from types import SimpleNamespace
 
 import pytest
 from conftest import SHARED, gpt2_tokenizer
@@ -12,9 +11,8 @@ from sert.evaluation import EvalConfig
 from sert.formats import PromptConfig, fill_prompt
 from sert.tasks import get_task
 from sert.tasks.base import TaskConfig
-from sert.teacher import TeacherConfig, get_teacher
+from sert.teachers import TeacherConfig, get_teacher, teacher_row
 from sert.text import pattern_failure, rep_n, words
-from stages.teacher import teacher_row
 
 FTCOT = SHARED / "data" / "finetune-cot"
 COMPLETIONS = FTCOT / "D_strategy_qa.json"
@@ -43,8 +41,7 @@ def test_teacher_row_reproduces_table_ii_len_and_rep():
     task = strategyqa()
     test = task.load()["test"]
     teacher = get_teacher(TeacherConfig(backend="import", source=str(COMPLETIONS)), task)
-    row = teacher_row(teacher, task, test, SimpleNamespace(teacher=SimpleNamespace(backend="import"),
-                                                           evaluate=EvalConfig()))
+    row = teacher_row(teacher, task, test, EvalConfig())
     assert row["available"] and row["n"] == row["test_questions"] == 687
     assert round(row["length"], 2) == 76.77 and round(row["repetition"], 2) == 0.36
     assert row["length_tokens"] is None and row["format_rate"] is None and row["reasoning_rate"] > 0.99
@@ -58,8 +55,7 @@ def test_openai_teacher_has_no_test_row(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "unused")  # the backend is built, never called: no server exists
     task = get_task(TaskConfig())
     teacher = get_teacher(TeacherConfig(backend="openai", model="m"), task)
-    row = teacher_row(teacher, task, task.load()["test"][:3],
-                      SimpleNamespace(teacher=SimpleNamespace(backend="openai"), evaluate=EvalConfig()))
+    row = teacher_row(teacher, task, task.load()["test"][:3], EvalConfig())
     assert row == {"available": False, "backend": "openai",
                    "reason": "the openai backend has no test-split outputs (no requests are sent for test questions)"}
 

@@ -184,15 +184,13 @@ STRATEGYQA = SHARED / "data/strategyqa/task.json"
 def test_real_teacher_row_has_intervals():
     """text-davinci-002's released completions for the 687 StrategyQA test questions, scored by the
     teacher stage's row: the intervals hold Table II's Len 76.77 and Rep 0.36, Fmt has none."""
-    from sert.teacher import TeacherConfig, get_teacher
-    from stages.teacher import teacher_row
+    from sert.teachers import TeacherConfig, get_teacher, teacher_row
 
     task = get_task(TaskConfig(name="strategyqa", source=str(SHARED / "data/strategyqa/task.json"),
                                split_file=str(SHARED / "data/finetune-cot/strategy_qa__default.json")))
     test = task.load()["test"]
     teacher = get_teacher(TeacherConfig(backend="import", source=str(COMPLETIONS)), task)
-    row = teacher_row(teacher, task, test, SimpleNamespace(teacher=SimpleNamespace(backend="import"),
-                                                           evaluate=EvalConfig()))
+    row = teacher_row(teacher, task, test, EvalConfig())
     assert row["n"] == 687 and row["format_rate"] is None and row["format_rate_ci"] is None
     assert row["length_ci"][0] < 76.77 < row["length_ci"][1] and row["length_ci"][1] - row["length_ci"][0] < 5
     assert row["repetition_ci"][0] < 0.36 < row["repetition_ci"][1]

@@ -4,7 +4,7 @@ For every (error_rate, coverage, seed) cell: the oracle teacher with ``teacher.c
 ``teacher.error_rate`` and ``teacher.seed`` = seed writes its rationales (``teacher.only_correct``
 keeps or drops the wrong ones, as in the pipeline); RD trains from models/base and SERT+RD from
 models/sert on the kept ones with the default ``train`` params and ``train.seed`` = seed; both are
-evaluated greedily on the test split. The calls are the stages' own (sert/teacher.py,
+evaluated greedily on the test split. The calls are the stages' own (sert/teachers/,
 stages/train.py's text building and encoding, sert/training.py, sert/sampling.generate_greedy,
 sert/evaluation.score), run in one process so no cell's model is written to disk.
 
@@ -37,7 +37,7 @@ from sert.formats import distill_text, fill_prompt
 from sert.modeling import load_student, save_student
 from sert.sampling import generate_greedy
 from sert.tasks import get_task
-from sert.teacher import get_teacher, kept_rationales
+from sert.teachers import get_teacher, kept_rationales
 from sert.training import train_causal_lm
 from stages.common import PREPARED, load_params, read_examples
 from stages.train import encode, training_texts

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from sert.errors import DataError
 from sert.io import read_jsonl
-from sert.tasks import register_task
 from sert.tasks.base import DatasetTask, Example
+from sert.tasks.registry import register_task
 from sert.text import split_answer_clause
 
 HUB_ID = "tau/commonsense_qa"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from sert.errors import DataError
 from sert.io import read_jsonl
-from sert.tasks import register_task
 from sert.tasks.base import DatasetTask, Example
+from sert.tasks.registry import register_task
 
 HUB_ID = "openai/gsm8k"
 _NUMBER = re.compile(r"(?<![\w.])-?\$?\d[\d,]*(?:\.\d+)?")

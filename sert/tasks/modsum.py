@@ -18,8 +18,8 @@ import random
 import re
 from dataclasses import dataclass
 
-from sert.tasks import register_task
 from sert.tasks.base import Example, GeneratedSizes, Task, TaskError
+from sert.tasks.registry import register_task
 
 
 FACTS_PER_DOCUMENT = 1

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 
 from sert.errors import DataError, TaskError
-from sert.tasks import register_task
 from sert.tasks.base import DatasetTask, Example, read_json_file
+from sert.tasks.registry import register_task
 
 BIG_BENCH_URL = (
     "https://raw.githubusercontent.com/google/BIG-bench/main/bigbench/benchmark_tasks/strategyqa/task.json"

@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 
 from sert.errors import TaskError
-from sert.tasks import register_task
 from sert.tasks.base import Example, GeneratedSizes, Task
+from sert.tasks.registry import register_task
 from sert.tasks.strategyqa import yes_no_candidates
 
 NAMES = (

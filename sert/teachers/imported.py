@@ -20,7 +20,8 @@ from pathlib import Path
 from sert.errors import DataError, ParamsError
 from sert.io import read_jsonl
 from sert.tasks import Example
-from sert.teacher import TEACHERS, Rationale, Teacher
+from sert.teachers.base import Rationale, Teacher
+from sert.teachers.registry import register_teacher
 
 ANSWER_TRIGGER = "Therefore, the answer is"
 """Fine-tune-CoT's answer request; its completion is scored after it."""
@@ -67,8 +68,11 @@ def _finetune_cot_records(data: dict, path: str):
                    "rationale": c["reasoning_completion"].strip(), "scored": ANSWER_TRIGGER + c["completion"]}
 
 
+@register_teacher
 class ImportTeacher(Teacher):
     """Rationales from an existing completion file (``teacher.source``)."""
+
+    name = "import"
 
     report: dict = {}
 
@@ -122,6 +126,3 @@ class ImportTeacher(Teacher):
                    if records[0]["scored"] != records[0]["rationale"] else records[0]["rationale"]
                    for ex, records in matched if records}
         return outputs or f"{self.config.source} holds no completion for a test question"
-
-
-TEACHERS["import"] = ImportTeacher

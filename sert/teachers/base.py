@@ -1,22 +1,17 @@
-"""Teachers: where the rationales for reasoning distillation come from.
+"""What every teacher shares: its params (``TeacherConfig``), its output (``Rationale``), the
+``Teacher`` interface the backends implement, the metrics over rationales, and the report's
+teacher row (the teacher's test outputs scored like the variants).
 
-A backend turns the prepared training questions into one ``Rationale`` per question. Backends
-are entries in ``TEACHERS``; each is constructed from the ``teacher`` params and the task.
-  oracle  the task's reference rationale (synthetic tasks' own steps, GSM8K's solutions); with
-          ``coverage`` < 1 and ``error_rate`` > 0 a scarce, imperfect teacher (``oracle_plan``)
-  import  existing teacher completion files (``sert.teacher_import``)
-  openai  two-step zero-shot CoT against any OpenAI-compatible API (``sert.teacher_openai``)
-"""
+Backends live beside this module and import it (see ``sert.teachers`` for the list)."""
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 from sert.api import ApiConfig
 from sert.config import check
-from sert.errors import ParamsError, TaskError
+from sert.evaluation import EvalConfig, score
 from sert.tasks import Example, Task
 
 
@@ -79,6 +74,9 @@ class Rationale:
 class Teacher:
     """Interface: produce one rationale per question."""
 
+    name: ClassVar[str]
+    """The ``teacher.backend`` value that selects this backend (``@register_teacher`` reads it)."""
+
     def __init__(self, config: TeacherConfig, task: Task) -> None:
         self.config, self.task = config, task
 
@@ -108,83 +106,6 @@ def check_teacher_config(config: TeacherConfig, task: Task) -> None:
           f"task {task.name!r} cannot write wrong rationales (modsum can); set 0.0")
 
 
-@dataclass(frozen=True)
-class OraclePlan:
-    """Which questions a scarce, imperfect oracle answers, and which of those it gets wrong."""
-
-    covered: frozenset[int]
-    """Indices (into the examples) of the covered questions."""
-    wrong: frozenset[int]
-    """Indices of the covered questions that get a wrong rationale."""
-
-
-def oracle_plan(n: int, coverage: float, error_rate: float, seed: int) -> OraclePlan:
-    """Cover the first k = round(coverage * n) (at least 1) questions of one seeded permutation, and
-    get wrong the questions at the positions j of that order where round((j + 1) * error_rate)
-    steps up: round(error_rate * k') of every prefix k', spread evenly over it. Everything depends
-    on the position in one permutation of ``n``, so for one seed a question covered (or wrong) at
-    one coverage is covered (and wrong) at every higher one: curves over coverage are paired. (The
-    wrong sets of two error rates are not nested; an exact share at every coverage was preferred.)"""
-    order = random.Random(seed).sample(range(n), n)
-    k = max(1, round(coverage * n)) if n else 0
-    wrong = [order[j] for j in range(k) if round((j + 1) * error_rate) > round(j * error_rate)]
-    return OraclePlan(frozenset(order[:k]), frozenset(wrong))
-
-
-class OracleTeacher(Teacher):
-    """Builds a rationale from the task's structure (synthetic tasks, datasets with references):
-    correct, except on ``error_rate`` of the questions, and only for ``coverage`` of them."""
-
-    plan: OraclePlan | None = None
-    n_questions: int = 0
-
-    def text(self, example: Example, wrong: bool) -> str:
-        if not wrong:
-            return self.task.oracle_rationale(example)
-        # Per question and seed, so a question wrong at one coverage reads the same at another.
-        return self.task.wrong_rationale(example, random.Random(f"{self.config.seed}:{example.id}"))
-
-    def rationales(self, examples: list[Example]) -> list[Rationale]:
-        self.plan = oracle_plan(len(examples), self.config.coverage, self.config.error_rate, self.config.seed)
-        self.n_questions = len(examples)
-        out = []
-        for i, ex in enumerate(examples):
-            if i not in self.plan.covered:
-                continue
-            text = self.text(ex, i in self.plan.wrong)
-            # Scored like any other teacher's text, by the task's own extraction (not by fiat).
-            answer = self.task.extract_answer(text)
-            out.append(Rationale(ex.id, text, answer, self.task.is_correct(answer, ex)))
-        return out
-
-    def extra_metrics(self) -> dict:
-        """How many training questions there were, how many the oracle covered and got wrong."""
-        if self.plan is None:
-            return {}
-        return {"questions": self.n_questions, "covered": len(self.plan.covered), "wrong": len(self.plan.wrong)}
-
-    def test_outputs(self, examples: list[Example]) -> dict[str, str] | str:
-        """The oracle's outputs for every test question: the task's reference rationales, wrong on
-        ``error_rate`` of them (coverage is about training data; the row measures the teacher)."""
-        wrong = oracle_plan(len(examples), 1.0, self.config.error_rate, self.config.seed).wrong
-        try:
-            return {ex.id: self.text(ex, i in wrong) for i, ex in enumerate(examples)}
-        except TaskError as err:
-            return f"no reference rationales on the test split ({err})"
-
-
-TEACHERS: dict[str, Callable[[TeacherConfig, Task], Teacher]] = {"oracle": OracleTeacher}
-
-
-def get_teacher(config: TeacherConfig, task: Task) -> Teacher:
-    if config.backend not in TEACHERS:
-        raise ParamsError(
-            f"teacher.backend: unknown backend {config.backend!r}; available: {', '.join(sorted(TEACHERS))}"
-        )
-    check_teacher_config(config, task)
-    return TEACHERS[config.backend](config, task)
-
-
 def teacher_metrics(rationales: list[Rationale]) -> dict:
     n = len(rationales)
     n_correct = sum(r.correct for r in rationales)
@@ -197,4 +118,28 @@ def kept_rationales(rationales: list[Rationale], only_correct: bool) -> int:
     return sum(r.correct or not only_correct for r in rationales)
 
 
-from sert import teacher_import, teacher_openai  # noqa: E402,F401  (register the ``import`` and ``openai`` backends)
+@dataclass
+class TeacherOutput:
+    """A teacher's text for one test question, scored without token ids (no student tokenizer)."""
+
+    text: str
+    """Rationale and answer as the teacher wrote them."""
+    token_ids: None = None
+    """Token-based extras (Len/Rep in tokens) are not defined for the teacher."""
+
+
+def teacher_row(teacher: Teacher, task: Task, examples: list[Example], cfg: EvalConfig) -> dict:
+    """The report's teacher row (metrics/eval/teacher.json): the teacher's outputs for the test
+    questions (``Teacher.test_outputs``) scored by the variants' code, ``sert.evaluation.score``:
+    the variants' keys for the covered test questions, how many test questions there are, and the
+    backend; or ``{"available": false, "backend", "reason"}``."""
+    backend = teacher.config.backend
+    outputs = teacher.test_outputs(examples)
+    if isinstance(outputs, str):
+        return {"available": False, "backend": backend, "reason": outputs}
+    covered = [ex for ex in examples if ex.id in outputs]
+    _, metrics = score(task, covered, [TeacherOutput(outputs[ex.id]) for ex in covered], cfg)
+    # Fmt is the student's trained format ("So the answer is"); the teacher was never asked for it,
+    # and Table II gives the teacher no Fmt either.
+    metrics["format_rate"] = metrics["format_rate_ci"] = None
+    return {"available": True, "backend": backend, **metrics, "test_questions": len(examples)}

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from sert.api import ApiClient, Failure, RequestFailed, api_config, failure_summary, run_jobs
 from sert.errors import ParamsError
 from sert.tasks import Example, Task
-from sert.teacher import TEACHERS, Rationale, Teacher, TeacherConfig
+from sert.teachers.base import Rationale, Teacher, TeacherConfig
+from sert.teachers.registry import register_teacher
 
 
 @dataclass
@@ -25,8 +26,11 @@ class Job:
     sample: int
 
 
+@register_teacher
 class OpenAITeacher(Teacher):
     """Zero-shot-CoT rationales from an OpenAI-compatible endpoint (see the module docstring)."""
+
+    name = "openai"
 
     def __init__(self, config: TeacherConfig, task: Task) -> None:
         super().__init__(config, task)
@@ -104,6 +108,3 @@ class _SampledRationale(Rationale):
     """A rationale with its sample index (``data/teacher.jsonl`` gains a ``sample`` field)."""
 
     sample: int = 0
-
-
-TEACHERS["openai"] = OpenAITeacher
