@@ -11,6 +11,7 @@ plotting dependency.
 
 from __future__ import annotations
 
+import re
 from xml.sax.saxutils import escape
 
 from sert.compare import ALPHA, PAIRS, paired_reading, paper_comparisons, paper_reading
@@ -297,3 +298,84 @@ def render_svg(evals: dict[str, dict], published: dict[str, Published] | None = 
         out.append(f'<text x="{name_w}" y="{bottom + 26 + 18 * k}" font-size="11">{escape(note)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+# --- Iterated SERT (sert.rounds > 1): the per-round table and curve, under the figure -------------
+
+CURVES = (("accuracy", "Acc", "#4c78a8"), ("reasoning_rate", "Reasoning", "#f58518"))
+"""Per-round metrics drawn in the curve: (key, name, colour)."""
+
+
+def rounds_markdown(rows: list[dict]) -> str:
+    """The report's per-round table (rows from metrics/rounds.json, in round order)."""
+    lines = [
+        "## Iterated SERT: per round",
+        "",
+        "Each round samples the train questions from the previous round's model (round 1: the base",
+        "model), filters and self-trains that model. Greedy accuracy on the test split after each",
+        "round (monitoring only; the last round is `models/sert`).",
+        "",
+        "| round | samples | selected | Acc | Reasoning |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['round']} | {r['samples']} | {r['selected']} | {r['accuracy']:.3f} | "
+                     f"{r['reasoning_rate']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def rounds_svg(rows: list[dict]) -> str:
+    """A line chart of accuracy and reasoning rate per round, on a 0-1 axis (hand-written SVG for
+    the same reason as the comparison figure: deterministic bytes, no plotting dependency)."""
+    left, top, plot_w, plot_h = 50, 30, 360, 160
+    width, height = left + plot_w + 120, top + plot_h + 40
+    n = len(rows)
+
+    def x(i: int) -> float:
+        return left + (plot_w * i / (n - 1) if n > 1 else plot_w / 2)
+
+    def y(v: float) -> float:
+        return top + plot_h * (1 - max(0.0, min(1.0, v)))
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{left}" y="18" font-weight="bold">Iterated SERT: test metrics per round</text>',
+           f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#999"/>',
+           f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>']
+    for tick in (0.0, 0.5, 1.0):
+        out.append(f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" font-size="10">{tick:.1f}</text>')
+    for i, r in enumerate(rows):
+        out.append(f'<text x="{x(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle" font-size="10">'
+                   f'{r["round"]}</text>')
+    out.append(f'<text x="{left + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle" font-size="11">round</text>')
+    for j, (key, name, color) in enumerate(CURVES):
+        points = " ".join(f"{x(i):.1f},{y(float(r[key])):.1f}" for i, r in enumerate(rows))
+        out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for i, r in enumerate(rows):
+            out.append(f'<circle cx="{x(i):.1f}" cy="{y(float(r[key])):.1f}" r="3" fill="{color}"/>')
+        out.append(f'<text x="{left + plot_w + 12}" y="{top + 14 + 18 * j}" fill="{color}">{escape(name)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def rows_from_metrics(metrics: dict) -> list[dict]:
+    """metrics/rounds.json (``{"round_<k>": {...}}``) back to rows in round order."""
+    return sorted(({"round": int(key.rsplit("_", 1)[1]), **values} for key, values in metrics.items()),
+                  key=lambda r: r["round"])
+
+
+def stack_svg(top: str, bottom: str) -> str:
+    """One SVG holding two (``top`` above ``bottom``) as nested <svg> elements, so the report keeps a
+    single figure file whether or not it has the per-round curve."""
+    sizes = []
+    for svg in (top, bottom):
+        match = re.match(r'<svg [^>]*width="(\d+)" height="(\d+)"', svg)
+        if match is None:
+            raise ValueError("stack_svg: expected an <svg> with integer width and height first")
+        sizes.append((int(match[1]), int(match[2])))
+    width, height = max(w for w, _ in sizes), sizes[0][1] + sizes[1][1]
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}">\n<rect width="{width}" height="{height}" fill="white"/>\n'
+            + top.replace("<svg ", '<svg x="0" y="0" ', 1)
+            + bottom.replace("<svg ", f'<svg x="0" y="{sizes[0][1]}" ', 1) + "</svg>\n")

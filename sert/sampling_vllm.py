@@ -21,6 +21,7 @@ backend's samples (different kernels and random streams).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import Sequence
 
@@ -80,6 +81,21 @@ class VllmSampler:
 
     def plan(self, prompts: Sequence[str]) -> Budget:
         return fit_budget(self.tokenizer, prompts, self.cfg.max_new_tokens, self.n_positions)
+
+    def close(self) -> None:
+        """Release the engine and its GPU memory, so that training can go on in this process
+        (iterated SERT samples between rounds of training). ``LLM.shutdown`` where vLLM has it;
+        otherwise the engine is torn down when it is collected."""
+        llm, self.llm = self.llm, None
+        shutdown = getattr(llm, "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+        del llm
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _params(self, n: int, max_tokens: int, seed: int):
         cfg = self.cfg

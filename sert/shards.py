@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +52,10 @@ class ShardedWriter:
     def done(self) -> list[int]:
         return [u for u in range(self.units) if self.shard(u).is_file()]
 
-    def run(self, compute: Callable[[int], list[dict]], output: Path,
-            after_unit: Callable[[int, list[dict]], None] | None = None) -> tuple[int, int]:
-        """Compute the missing shards, then write ``output``. Returns (records, resumed shards)."""
+    def fill(self, compute: Callable[[int], list[dict]],
+             after_unit: Callable[[int, list[dict]], None] | None = None) -> int:
+        """Compute the missing shards (removing other keys' work under ``root`` first) and keep
+        them. Returns how many shards were already there (resumed)."""
         if self.root.is_dir():  # shards of other inputs can never be reused
             for stale in self.root.iterdir():
                 if stale != self.dir:
@@ -68,6 +69,21 @@ class ShardedWriter:
             write_jsonl(self.shard(unit), records)
             if after_unit is not None:
                 after_unit(unit, records)
-        count = write_jsonl(output, (r for u in range(self.units) for r in read_jsonl(self.shard(u))))
+        return resumed
+
+    def records(self) -> Iterator[dict]:
+        """Every finished shard's records, in unit order."""
+        return (r for u in range(self.units) for r in read_jsonl(self.shard(u)))
+
+    def run(self, compute: Callable[[int], list[dict]], output: Path,
+            after_unit: Callable[[int, list[dict]], None] | None = None) -> tuple[int, int]:
+        """Compute the missing shards, then write ``output`` and remove the work directory.
+        Returns (records, resumed shards)."""
+        resumed = self.fill(compute, after_unit)
+        return self.assemble(output), resumed
+
+    def assemble(self, output: Path) -> int:
+        """Write every shard's records, in unit order, to ``output``; remove the work directory."""
+        count = write_jsonl(output, self.records())
         shutil.rmtree(self.dir, ignore_errors=True)
-        return count, resumed
+        return count

@@ -14,7 +14,7 @@ from sert.modeling import build_tiny_model, load_student, save_student, train_to
 from sert.tasks import get_task
 from sert.training import TrainConfig, encode_segments, is_main_process, train_causal_lm
 from stages.common import BASE_MODEL, METRICS, PREPARED, ParamsOption, load_params, read_examples, stage
-from stages.train import CHECKPOINTS, PLOTS, write_loss_curve
+from stages.train_common import CHECKPOINTS, PLOTS, write_loss_curve
 
 
 @stage

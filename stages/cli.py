@@ -18,9 +18,16 @@ from typer.core import TyperGroup
 
 from sert.tasks import TASKS
 
-STAGES = ("prepare", "base", "sample", "filter", "teacher", "train", "evaluate", "report", "judge", "rounds",
-          "presets")
-"""Subcommand names, in pipeline order; each is the module ``stages/<name>.py`` with a ``main``."""
+STAGES = ("prepare", "base", "sample", "filter", "teacher", "train-sert", "train", "evaluate", "report", "judge",
+          "rounds", "presets")
+"""Subcommand names, in pipeline order; each is the module ``stages/<name>.py`` with a ``main``
+(``-`` in a name is ``_`` in its module's: ``train-sert`` is stages/train_sert.py)."""
+
+
+def module_name(name: str) -> str:
+    """The module of subcommand ``name`` (in ``stages``)."""
+    return name.replace("-", "_")
+
 
 GROUPS = ("sweep",)
 """Command groups that drive the pipeline rather than being one of its stages: each is the module
@@ -29,7 +36,7 @@ GROUPS = ("sweep",)
 
 def stage_summary(name: str) -> str:
     """The docstring of ``stages/<name>.py``'s ``main``, parsed, not imported."""
-    tree = ast.parse(Path(__file__).with_name(f"{name}.py").read_text(encoding="utf-8"))
+    tree = ast.parse(Path(__file__).with_name(f"{module_name(name)}.py").read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == "main":
             return ast.get_docstring(node) or ""
@@ -52,7 +59,7 @@ def load_group(name: str) -> click.Command:
 def load_stage(name: str) -> click.Command:
     """The stage's real command (imports its module)."""
     single = typer.Typer(add_completion=False)
-    single.command(name)(importlib.import_module(f"stages.{name}").main)
+    single.command(name)(importlib.import_module(f"stages.{module_name(name)}").main)
     return typer.main.get_command(single)
 
 

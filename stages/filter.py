@@ -1,4 +1,5 @@
-"""filter: the paper's four filters, one reasoning path per question, the self-training set."""
+"""filter: the paper's four filters, one reasoning path per question, the self-training set
+(sert/selftrain.py's ``select_paths``, which iterated SERT's later rounds use too)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ from pathlib import Path
 
 import typer
 
-from sert.errors import EmptyResultError
-from sert.filtering import filter_examples, filter_samples, format_funnel, render_filter_examples
+from sert.filtering import filter_examples, format_funnel, render_filter_examples
 from sert.formats import reasoning_of
 from sert.io import read_jsonl, write_json, write_jsonl, write_text
 from sert.sampling import Sample
+from sert.selftrain import answer_check, select_paths
 from sert.tasks import get_task
 from stages.common import METRICS, PREPARED, SAMPLES, SELF_TRAIN, ParamsOption, load_params, read_examples, stage
 
@@ -24,10 +25,7 @@ def main(params: Path = ParamsOption) -> None:
     fields = tuple(Sample.__dataclass_fields__)
     samples = [Sample(**{k: r[k] for k in fields}) for r in read_jsonl(SAMPLES, required=fields)]
     task = get_task(p.task)
-    selected, funnel = filter_samples(
-        samples, p.filter, lambda s: task.is_correct(task.extract_answer(s.text), examples[s.id]))
-    if not selected:
-        raise EmptyResultError(f"no sample survived the filters ({format_funnel(funnel)}); loosen the filter params")
+    selected, funnel = select_paths(samples, p.filter, answer_check(task, examples))
     records = []
     for s in selected:
         ex = examples[s.id]

@@ -11,8 +11,8 @@ import typer
 from sert.io import read_json, read_jsonl, write_json, write_text
 from sert.compare import compare_variants
 from sert.published import published_run, published_teacher, published_test_size
-from sert.report import confusion_rows, funnel_rows, render_markdown, render_svg, variant_rows
-from sert.rounds import rounds_markdown, rounds_svg, rows_from_metrics, stack_svg
+from sert.report import (confusion_rows, funnel_rows, render_markdown, render_svg, rounds_markdown, rounds_svg,
+                         rows_from_metrics, stack_svg, variant_rows)
 from stages.common import METRICS, VARIANTS, ParamsOption, load_params, stage
 
 PLOTS = METRICS / "plots"

@@ -20,7 +20,7 @@ from sert.modeling import load_student
 from sert.sampling import generate_greedy
 from sert.tasks import get_task
 from stages.common import METRICS, PREPARED, ParamsOption, load_params, read_examples, stage
-from stages.train import ROUNDS
+from stages.train_common import ROUNDS
 
 PLOT = METRICS / "plots" / "rounds.json"
 

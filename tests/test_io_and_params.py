@@ -8,6 +8,7 @@ from sert.errors import DataError, ParamsError
 from sert.io import atomic_path, read_jsonl, write_jsonl
 from stages.common import SECTIONS, load_params
 from stages.train import VARIANT_INPUTS
+from stages.train_sert import DATA, INIT
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +75,7 @@ def test_dvc_train_foreach_mirrors_the_variant_table():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     foreach = dvc["stages"]["train"]["foreach"]
     table = {k: (v["init"], v["data"]) for k, v in foreach.items()}
-    sert = dvc["stages"]["train_sert"]  # sert has its own stage (iterated SERT reads more)
-    assert sert["cmd"] == "sert train sert"
-    table["sert"] = tuple(sert["deps"][:2])
     assert table == VARIANT_INPUTS
+    sert = dvc["stages"]["train_sert"]  # sert has its own stage (iterated SERT reads more)
+    assert sert["cmd"] == "sert train-sert"
+    assert tuple(sert["deps"][:2]) == (INIT, DATA)

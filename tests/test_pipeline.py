@@ -87,6 +87,7 @@ def test_filter_that_keeps_nothing_shows_the_funnel(project, tmp_path):
 
 @pytest.mark.parametrize("command, message", [
     (["sert", "train", "nope"], "error: unknown variant 'nope'"),
+    (["sert", "train", "sert"], "error: variant 'sert' has a stage of its own: run `sert train-sert`"),
     (["sert", "evaluate", "nope"], "error: unknown variant 'nope'"),
 ])
 def test_unknown_names(project, command, message):

@@ -1,19 +1,23 @@
-"""Iterated SERT (sert.rounds): the train_sert stage's extra rounds, the rounds stage's per-round
-metrics and the report's per-round table and curve, in-process on a tiny random model."""
+"""Iterated SERT (sert.rounds): the train-sert stage's extra rounds (configured backend, resumable
+shards), the rounds stage's per-round metrics and the report's per-round table and curve,
+in-process on a tiny random model."""
 
 import json
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import yaml
 from safetensors.torch import load_file
+from test_vllm_contract import fake_vllm_module
 
 from sert.errors import ParamsError
 from sert.io import write_json, write_jsonl
 from sert.modeling import save_student
-from sert.rounds import rounds_markdown, rounds_svg, rows_from_metrics, stack_svg
-from stages import evaluate, prepare, report, rounds, train
+from sert.report import rounds_markdown, rounds_svg, rows_from_metrics, stack_svg
+from sert.sampling import HFSampler
+from stages import evaluate, prepare, report, rounds, train_sert
 from stages.common import VARIANTS, load_params
 
 PARAMS = {
@@ -49,8 +53,15 @@ def workdir(tmp_path, monkeypatch, tiny_student):
     return params
 
 
+def set_params(**sections) -> None:
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+
+
 def test_two_rounds_train_evaluate_and_report(workdir):
-    train.main("sert", params=workdir)
+    train_sert.main(params=workdir)
     stats = json.loads(Path("models/sert_rounds/rounds.json").read_text())
     assert [s["round"] for s in stats] == [1, 2]
     assert stats[0] == {"round": 1, "samples": 16, "selected": 4}
@@ -88,15 +99,79 @@ def test_two_rounds_train_evaluate_and_report(workdir):
     assert len(svg.findall("{http://www.w3.org/2000/svg}svg")) == 2  # the figure and the curve
 
 
-def test_one_round_is_the_paper_and_reports_no_curve(workdir):
-    text = yaml.safe_load(Path("params.yaml").read_text())
-    text["sert"]["rounds"] = 1
-    text["train"]["epochs"] = 1
-    Path("params.yaml").write_text(yaml.safe_dump(text))
-    train.main("sert", params=workdir)
+def test_one_round_is_the_paper_and_reports_no_curve(workdir, monkeypatch):
+    set_params(sert={"rounds": 1}, train={"epochs": 1})
+    sampled = []
+    monkeypatch.setattr(HFSampler, "sample", lambda self, *args: sampled.append(args))
+    train_sert.main(params=workdir)
+    assert sampled == []  # one round samples nothing (the sample stage did)
     assert json.loads(Path("models/sert_rounds/rounds.json").read_text()) == [
         {"round": 1, "samples": 16, "selected": 4}]
     assert sorted(p.name for p in Path("models/sert_rounds").iterdir()) == ["rounds.json"]
+
+
+def test_a_crashed_round_resumes_from_its_shards_to_the_same_model(workdir, monkeypatch, capsys):
+    """Round 2's sampling goes through the sharded path: a crash after its first shard keeps that
+    shard, the rerun samples only the other questions and ends with the uninterrupted run's model."""
+    set_params(sample={"batch_size": 1})  # one question per shard: 4 shards in round 2
+    train_sert.main(params=workdir)
+    straight = {name: Path(name).read_bytes() for name in ("models/sert/model.safetensors",
+                                                           "models/sert_rounds/rounds.json",
+                                                           "metrics/plots/train/sert.csv")}
+    assert not Path(".sert-cache/train-sert").exists()  # the shards are removed with the outputs written
+
+    sample, calls = HFSampler.sample, []
+
+    def crash_on_second_batch(self, ids, *args):
+        calls.append(list(ids))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a kill would, between two shards
+        return sample(self, ids, *args)
+
+    monkeypatch.setattr(HFSampler, "sample", crash_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train_sert.main(params=workdir)
+    assert len(list(Path(".sert-cache/train-sert/round-2").glob("*/shard-*.jsonl"))) == 1
+
+    calls.clear()
+    monkeypatch.setattr(HFSampler, "sample", lambda self, ids, *args: calls.append(list(ids)) or sample(self, ids, *args))
+    capsys.readouterr()
+    train_sert.main(params=workdir)
+    assert "sample round 2: resuming, 1 of 4 shards" in capsys.readouterr().out
+    assert len(calls) == 3  # the first question's shard was not sampled again
+    assert {name: Path(name).read_bytes() for name in straight} == straight
+    assert not Path(".sert-cache/train-sert").exists()
+
+
+def test_round_two_samples_with_the_configured_vllm_backend(workdir, monkeypatch):
+    """sample.backend: vllm applies to every round: round 2 starts an engine on the saved round-1
+    model (vLLM loads checkpoints only) and the transformers sampler is not used."""
+    fake = fake_vllm_module()
+    engines = []
+
+    class RecordingLLM(fake.LLM):
+        def __init__(self, model, **kwargs):
+            super().__init__(model, **kwargs)
+            engines.append((model, self))
+
+    fake.LLM = RecordingLLM
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+
+    def no_hf(*args, **kwargs):
+        raise AssertionError("round 2 used the transformers sampler with sample.backend: vllm")
+
+    monkeypatch.setattr(HFSampler, "sample", no_hf)
+    set_params(sample={"backend": "vllm", "seed": 5})
+    train_sert.main(params=workdir)
+    assert len(engines) == 1
+    model_dir, engine = engines[0]
+    assert Path(model_dir).name == "round-1" and Path(model_dir).parent.parent == Path("models")
+    # The engine was seeded with round 2's seed (sample.seed + 1) and sampled every train question.
+    assert engine.engine_args["seed"] == 6
+    heads = engine.calls[0]  # the first-step branching request of the only batch
+    assert len(heads) == 4 and all(sp.max_tokens == 1 and sp.logprobs == 2 for _, sp, _ in heads)
+    stats = json.loads(Path("models/sert_rounds/rounds.json").read_text())
+    assert stats[1]["round"] == 2 and stats[1]["samples"] == 4 * 2 * 2 and stats[1]["selected"] >= 1
 
 
 def test_rounds_must_be_positive(tmp_path):

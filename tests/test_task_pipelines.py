@@ -48,7 +48,7 @@ def test_task_runs_through_every_stage_on_the_tiny_student(name, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     commands = [["prepare"], ["base"], ["sample"], ["filter"], ["teacher"]]
-    commands += [["train", v] for v in ("sert", "finetune", "rd", "sert_rd")]
+    commands += [["train-sert"]] + [["train", v] for v in ("finetune", "rd", "sert_rd")]
     commands += [["evaluate", v] for v in VARIANTS] + [["rounds"], ["report"]]
     for command in commands:
         result = runner.invoke(app, command)

@@ -40,7 +40,8 @@ from sert.tasks import get_task
 from sert.teachers import get_teacher, kept_rationales
 from sert.training import train_causal_lm
 from stages.common import PREPARED, load_params, read_examples
-from stages.train import encode, training_texts
+from stages.train_common import encode
+from stages.train_sert import self_training_texts
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "coverage.json"
@@ -55,14 +56,14 @@ def wilson(k: int, n: int) -> list[float]:
 
 
 def retrained_sert(p, task, test, seed: int) -> tuple[str, dict]:
-    """The SERT model as `dvc exp run -S train.seed=<seed>` would train it (stages/train.py's texts
+    """The SERT model as `dvc exp run -S train.seed=<seed>` would train it (stages/train_sert.py's texts
     from data/self_train.jsonl, from models/base), saved once under .sert-cache/coverage, and its
     test metrics (evaluated like evaluate@sert)."""
     out = SERT_CACHE / f"sert-seed{seed}"
     if not (out / "metrics.json").is_file():
         torch.manual_seed(seed)
         model, tokenizer = load_student("models/base")
-        losses = train_causal_lm(model, encode(tokenizer, training_texts("sert", p)),
+        losses = train_causal_lm(model, encode(tokenizer, self_training_texts(p.prompts)),
                                  dataclasses.replace(p.train, seed=seed), tokenizer.pad_token_id, desc=f"sert s={seed}")
         result = evaluate(model, tokenizer, p, task, test)[1]
         save_student(model, tokenizer, out)
