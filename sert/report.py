@@ -3,10 +3,11 @@ the metrics file holds one), the paired comparisons, the paper's own differences
 the comparison figure (SVG, with error bars) and the DVC plot data (filter funnel, per-variant
 metrics, confusion pairs).
 
-The figure is hand-written SVG rather than matplotlib: it is a handful of bars, the output is
-byte-for-byte deterministic (matplotlib's SVG embeds a date and random clip ids), so the
-git-tracked `metrics/report.svg` only changes when the numbers do, and the project needs no
-plotting dependency.
+The figure is hand-written SVG: a handful of bars and error bars need no plotting library
+(matplotlib is not a dependency), and its bytes depend on the numbers alone, so the git-tracked
+`metrics/report.svg` changes only when they do. matplotlib's SVG would need ``metadata={"Date":
+None}`` and a fixed ``svg.hashsalt`` (it embeds a date and random clip ids by default) and would
+still change with the installed matplotlib version.
 """
 
 from __future__ import annotations
