@@ -79,7 +79,7 @@ def _row(name: str, m: dict, paper: str | None) -> str:
 def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict, teacher: dict,
                     published: dict[str, Published] | None, figure: str | None = None,
                     teacher_eval: dict | None = None, teacher_published: Published | None = None,
-                    comparisons: list[dict] | None = None, published_n: int | None = None) -> str:
+                    comparisons: dict[str, dict] | None = None, published_n: int | None = None) -> str:
     """metrics/report.md: results table (with the paper's column when a published run or the
     paper's teacher row matches), the paired comparisons, the paper's differences against noise,
     the figure, the filter funnel and the teacher.
@@ -167,9 +167,9 @@ def _p(p: float) -> str:
     return f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
 
 
-def comparisons_markdown(comparisons: list[dict], evals: dict[str, dict]) -> list[str]:
-    """The "Paired comparisons" section: one row per entry of metrics/compare.json."""
-    n = comparisons[0]["n"]
+def comparisons_markdown(comparisons: dict[str, dict], evals: dict[str, dict]) -> list[str]:
+    """The "Paired comparisons" section: one row per entry of metrics/compare.json, in its order."""
+    n = next(iter(comparisons.values()))["n"]
     lines = ["## Paired comparisons", "",
              f"Accuracy of a minus accuracy of b on the same {n} test questions: the 95% interval is a paired",
              f"percentile bootstrap over the questions ({N_RESAMPLES:,} resamples), p McNemar's exact test (a",
@@ -179,7 +179,7 @@ def comparisons_markdown(comparisons: list[dict], evals: dict[str, dict]) -> lis
              "| a vs b | Acc a | Acc b | a - b [95% CI] | McNemar exact p | a right, b wrong | a wrong, b right "
              "| reading |",
              "|---|---|---|---|---|---|---|---|"]
-    for c in comparisons:
+    for c in comparisons.values():
         acc_a, acc_b = (evals.get(v, {}).get(c["metric"]) for v in (c["a"], c["b"]))
         lines.append(f"| {label(c['a'])} vs {label(c['b'])} | {_fmt(acc_a, 3)} | {_fmt(acc_b, 3)} | "
                      f"{_diff_cell(c['difference'], c['ci'], 3)} | {_p(c['p_value'])} | {c['a_only']} | "
