@@ -28,7 +28,7 @@ PLOT = METRICS / "plots" / "rounds.json"
 @stage
 def main(params: Path = ParamsOption) -> None:
     """Write metrics/rounds.json (per round: samples, selected, accuracy, reasoning_rate) and the
-    plot data metrics/plots/rounds.json."""
+    plot data metrics/plots/rounds.json (empty with one round: `dvc plots show` then draws no chart)."""
     p = load_params(params)
     stats = read_json(ROUNDS / "rounds.json")
     if [s["round"] for s in stats] != list(range(1, len(stats) + 1)):
@@ -51,4 +51,4 @@ def main(params: Path = ParamsOption) -> None:
     # Metrics keyed by round (DVC metrics are flat mappings); the plot data is a list of rows.
     write_json(METRICS / "rounds.json", {f"round_{r['round']}": {k: v for k, v in r.items() if k != "round"}
                                          for r in rows})
-    write_json(PLOT, rows)
+    write_json(PLOT, rows if len(rows) > 1 else [])  # one round is one point: no per-round chart to draw

@@ -135,6 +135,14 @@ def test_dvc_plots_show_renders_every_plot_and_variant(project, tmp_path):
         funnel[k] for k, _ in FUNNEL_STEPS]
     for name in ("accuracy", "format_rate", "reasoning_rate", "length", "repetition"):
         assert [r["variant"] for r in data[name][0]["content"]["data"]["values"]] == list(LABELS)
+        assert data[name][0]["content"]["encoding"]["y"]["sort"] is None  # drawn in that order, not A-Z
+    # Training loss: a colour per file, in dvc.yaml's (the report's) order, a dash per revision.
+    loss = data["Training loss per step"][0]["content"]
+    assert loss["encoding"]["color"] == {"field": "series", "type": "nominal", "sort": None, "title": "file"}
+    assert loss["encoding"]["strokeDash"]["field"] == "rev"
+    files = list(dict.fromkeys(r["filename"] for r in loss["data"]["values"]))
+    assert files == ["finetune.csv", "sert.csv", "rd.csv", "sert_rd.csv"]
+    assert data["Iterated SERT per round"] == []  # sert.rounds: 1, one point: no chart
     confusion = data["confusion"][0]["content"]["data"]["values"]
     assert sorted({r["filename"] for r in confusion}) == sorted(f"{v}.json" for v in VARIANTS)
     assert len(confusion) == 5 * 8  # every test question of every variant
