@@ -25,7 +25,7 @@ from sert.io import atomic_path, read_json, read_jsonl, write_json, write_text
 from sert.modeling import load_student, save_student
 from sert.sampling import resolve_device, sample_latent_paths
 from sert.tasks import Example, get_task
-from sert.training import is_main_process, prompt_target, train_causal_lm
+from sert.training import LiveLossCurve, is_main_process, prompt_target, train_causal_lm
 from stages.common import METRICS, PREPARED, SELF_TRAIN, TEACHER, ParamsOption, load_params, read_examples, stage
 
 VARIANT_INPUTS = {
@@ -110,8 +110,9 @@ def main(variant: str = typer.Argument(..., help=f"One of: {', '.join(VARIANT_IN
     examples = encode(tokenizer, texts)
     started = time.time()
     checkpoints = CHECKPOINTS / f"train-{variant}"
+    live = LiveLossCurve(PLOTS / "train" / f"{variant}.csv")  # the curve so far, while training runs
     losses = train_causal_lm(model, examples, p.train, tokenizer.pad_token_id, desc=f"train {variant}",
-                             checkpoint_dir=checkpoints)
+                             checkpoint_dir=checkpoints, on_step=live)
     out = Path("models") / variant
     curve = list(losses)
     if variant == "sert" and is_main_process():  # (several processes only with rounds == 1, checked above)
@@ -126,7 +127,8 @@ def main(variant: str = typer.Argument(..., help=f"One of: {', '.join(VARIANT_IN
                 torch.manual_seed(p.train.seed)
                 losses = train_causal_lm(model, examples, p.train, tokenizer.pad_token_id,
                                          desc=f"train sert round {round_}",
-                                         checkpoint_dir=CHECKPOINTS / f"train-sert-round{round_}")
+                                         checkpoint_dir=CHECKPOINTS / f"train-sert-round{round_}",
+                                         on_step=live.shifted(len(curve)))
                 curve += losses
                 stats.append({"round": round_, "samples": funnel["samples"], "selected": funnel["selected"]})
                 typer.echo(f"train sert round {round_}: {format_funnel(funnel)}; {len(losses)} steps")
