@@ -28,7 +28,7 @@ PLOT = METRICS / "plots" / "rounds.json"
 @stage
 def main(params: Path = ParamsOption) -> None:
     """Write metrics/rounds.json (per round: samples, selected, accuracy, reasoning_rate) and the
-    plot data metrics/plots/rounds.json (empty with one round: `dvc plots show` then draws no chart)."""
+    plot data metrics/plots/rounds.json."""
     p = load_params(params)
     stats = read_json(ROUNDS / "rounds.json")
     if [s["round"] for s in stats] != list(range(1, len(stats) + 1)):
