@@ -7,9 +7,13 @@ Shared by the ``openai`` teacher (``sert.teachers.openai_api``) and the LLM judg
   written with one ``os.write`` on an ``O_APPEND`` descriptor as soon as it arrives, so a killed
   process loses at most the requests that were in flight, and a rerun resends nothing it has.
 * ``ApiClient``: the official ``openai`` client with its own retries off (``max_retries=0``) and
-  ours on: exponential backoff with full jitter on 429, 5xx, timeouts, dropped connections and
-  malformed bodies, honouring ``Retry-After``. Ours, not the client's, because the client's
-  retries are invisible to the budget and the usage counts, and cannot be made fast in tests.
+  ours on: exponential backoff with full jitter on 408, 429, 5xx, timeouts, dropped connections
+  and malformed bodies, honouring ``Retry-After``. The client retries the same errors (and 409),
+  but inside one ``create`` call: it does not say how many attempts a request took, so the budget
+  (a worst-case reservation per attempt) and the usage and error counts could not see them; its
+  backoff is fixed (0.5 s doubling to 8 s, not ``backoff_base``/``backoff_max``); it gives up at
+  once on a ``Retry-After`` over two minutes; and it never retries a 200 whose body is not a
+  completion.
 * ``run_jobs``: a thread pool (``concurrency`` requests in flight) with a tqdm progress bar; a
   job that fails is returned as a ``Failure`` with its reason, never dropped.
 

@@ -21,7 +21,12 @@ ALPHA = 0.05
 
 PAIRED_TEST = (f"McNemar exact test, two-sided; ci: paired percentile bootstrap over questions, "
                f"{CONFIDENCE:.0%}, {N_RESAMPLES:,} resamples")
-"""The ``test`` field of metrics/compare.json."""
+"""The ``test`` field of each entry of metrics/compare.json."""
+
+
+def pair_key(a: str, b: str) -> str:
+    """The key of the comparison a - b in metrics/compare.json, e.g. ``sert_vs_base``."""
+    return f"{a}_vs_{b}"
 
 
 def _outcomes(records: list[dict], source: str, field: str) -> dict:
@@ -34,14 +39,16 @@ def _outcomes(records: list[dict], source: str, field: str) -> dict:
 
 
 def compare_variants(predictions: dict[str, list[dict]], pairs=PAIRS, metric: str = "accuracy",
-                     field: str = "correct", source: str = "data/predictions/{}.jsonl") -> list[dict]:
-    """metrics/compare.json: per pair whose variants both have predictions, in ``pairs`` order,
-    ``{"a", "b", "metric", "difference", "ci", "p_value", "test", "n", "a_only", "b_only"}``.
+                     field: str = "correct", source: str = "data/predictions/{}.jsonl") -> dict[str, dict]:
+    """metrics/compare.json: per pair whose variants both have predictions, in ``pairs`` order and
+    keyed by ``pair_key(a, b)`` (a dict, so that ``dvc metrics show`` and ``dvc exp show`` show its
+    values; they skip lists), ``{"a", "b", "metric", "difference", "ci", "p_value", "test", "n",
+    "a_only", "b_only"}``.
 
     ``predictions`` maps a variant to its per-question records (``id`` and ``field``), matched by
     id; ``source`` names a variant's file in errors. Variants scored on different questions are an error.
     """
-    out = []
+    out = {}
     for a, b in pairs:
         if a not in predictions or b not in predictions:
             continue
@@ -54,9 +61,9 @@ def compare_variants(predictions: dict[str, list[dict]], pairs=PAIRS, metric: st
                             f"{b}, e.g. {only[0]!r}); evaluate both on the same test split")
         ids = list(ra)
         c = compare_paired([ra[i] for i in ids], [rb[i] for i in ids])
-        out.append({"a": a, "b": b, "metric": metric, "difference": round(c.difference, 6), "ci": rounded(c.ci),
-                    "p_value": float(f"{c.p_value:.6g}"), "test": PAIRED_TEST, "n": c.n, "a_only": c.a_only,
-                    "b_only": c.b_only})
+        out[pair_key(a, b)] = {"a": a, "b": b, "metric": metric, "difference": round(c.difference, 6),
+                               "ci": rounded(c.ci), "p_value": float(f"{c.p_value:.6g}"), "test": PAIRED_TEST,
+                               "n": c.n, "a_only": c.a_only, "b_only": c.b_only}
     return out
 
 

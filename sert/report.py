@@ -3,10 +3,11 @@ the metrics file holds one), the paired comparisons, the paper's own differences
 the comparison figure (SVG, with error bars) and the DVC plot data (filter funnel, per-variant
 metrics, confusion pairs).
 
-The figure is hand-written SVG rather than matplotlib: it is a handful of bars, the output is
-byte-for-byte deterministic (matplotlib's SVG embeds a date and random clip ids), so the
-git-tracked `metrics/report.svg` only changes when the numbers do, and the project needs no
-plotting dependency.
+The figure is hand-written SVG: a handful of bars and error bars need no plotting library
+(matplotlib is not a dependency), and its bytes depend on the numbers alone, so the git-tracked
+`metrics/report.svg` changes only when they do. matplotlib's SVG would need ``metadata={"Date":
+None}`` and a fixed ``svg.hashsalt`` (it embeds a date and random clip ids by default) and would
+still change with the installed matplotlib version.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _row(name: str, m: dict, paper: str | None) -> str:
 def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict, teacher: dict,
                     published: dict[str, Published] | None, figure: str | None = None,
                     teacher_eval: dict | None = None, teacher_published: Published | None = None,
-                    comparisons: list[dict] | None = None, published_n: int | None = None) -> str:
+                    comparisons: dict[str, dict] | None = None, published_n: int | None = None) -> str:
     """metrics/report.md: results table (with the paper's column when a published run or the
     paper's teacher row matches), the paired comparisons, the paper's differences against noise,
     the figure, the filter funnel and the teacher.
@@ -167,9 +168,9 @@ def _p(p: float) -> str:
     return f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
 
 
-def comparisons_markdown(comparisons: list[dict], evals: dict[str, dict]) -> list[str]:
-    """The "Paired comparisons" section: one row per entry of metrics/compare.json."""
-    n = comparisons[0]["n"]
+def comparisons_markdown(comparisons: dict[str, dict], evals: dict[str, dict]) -> list[str]:
+    """The "Paired comparisons" section: one row per entry of metrics/compare.json, in its order."""
+    n = next(iter(comparisons.values()))["n"]
     lines = ["## Paired comparisons", "",
              f"Accuracy of a minus accuracy of b on the same {n} test questions: the 95% interval is a paired",
              f"percentile bootstrap over the questions ({N_RESAMPLES:,} resamples), p McNemar's exact test (a",
@@ -179,7 +180,7 @@ def comparisons_markdown(comparisons: list[dict], evals: dict[str, dict]) -> lis
              "| a vs b | Acc a | Acc b | a - b [95% CI] | McNemar exact p | a right, b wrong | a wrong, b right "
              "| reading |",
              "|---|---|---|---|---|---|---|---|"]
-    for c in comparisons:
+    for c in comparisons.values():
         acc_a, acc_b = (evals.get(v, {}).get(c["metric"]) for v in (c["a"], c["b"]))
         lines.append(f"| {label(c['a'])} vs {label(c['b'])} | {_fmt(acc_a, 3)} | {_fmt(acc_b, 3)} | "
                      f"{_diff_cell(c['difference'], c['ci'], 3)} | {_p(c['p_value'])} | {c['a_only']} | "

@@ -208,6 +208,34 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+class LiveLossCurve:
+    """A ``step,loss`` CSV that grows as training goes, for ``dvc plots show`` during a long run:
+    pass it as ``train_causal_lm``'s ``on_step``. Each step appends one row (and closes the file,
+    so a reader sees every finished step); rows are numbered from 1, plus ``offset`` (a curve that
+    continues over several runs, as iterated SERT's rounds do: ``curve.shifted(steps_so_far)``).
+
+    Steps restored from a checkpoint are not replayed, so after a resume the file starts at the
+    resumed step; the stage rewrites the whole curve from the returned losses when training ends,
+    which is what makes the final file the same byte for byte however the run went. Writes nothing
+    on the non-main processes of a multi-process launch.
+    """
+
+    def __init__(self, path: str | os.PathLike, offset: int = 0, *, start: bool = True):
+        self.path, self.offset = Path(path), offset
+        if start and is_main_process():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("step,loss\n")
+
+    def __call__(self, step: int, loss: float) -> None:
+        if is_main_process():
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(f"{self.offset + step + 1},{loss:.6g}\n")
+
+    def shifted(self, steps: int) -> LiveLossCurve:
+        """The same file, continued after ``steps`` rows (the next round of a multi-round run)."""
+        return LiveLossCurve(self.path, self.offset + steps, start=False)
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"

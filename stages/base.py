@@ -12,7 +12,7 @@ import typer
 from sert.io import atomic_path, write_json
 from sert.modeling import build_tiny_model, load_student, save_student, train_tokenizer
 from sert.tasks import get_task
-from sert.training import TrainConfig, encode_segments, is_main_process, train_causal_lm
+from sert.training import LiveLossCurve, TrainConfig, encode_segments, is_main_process, train_causal_lm
 from stages.common import BASE_MODEL, METRICS, PREPARED, ParamsOption, load_params, read_examples, stage
 from stages.train_common import CHECKPOINTS, PLOTS, write_loss_curve
 
@@ -40,6 +40,7 @@ def main(params: Path = ParamsOption) -> None:
                         weight_decay=0.1, max_length=cfg.n_positions, seed=cfg.seed,
                         checkpoint_every=cfg.checkpoint_every),
             tokenizer.pad_token_id, total_steps=cfg.steps, desc="pretrain", checkpoint_dir=CHECKPOINTS / "base",
+            on_step=LiveLossCurve(PLOTS / "pretrain.csv"),  # the curve so far, while pretraining runs
         )
         if not is_main_process():  # `accelerate launch`: one process writes the outputs
             return

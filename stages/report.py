@@ -1,6 +1,7 @@
 """report: the Table II-style report (metrics/report.md with its figure metrics/report.svg),
-the paired comparisons (metrics/compare.json), metrics/summary.json, and the DVC plot data under
-metrics/plots/."""
+the paired comparisons (metrics/compare.json) and the DVC plot data under metrics/plots/. Each
+number it reads keeps its one home (metrics/eval/*.json, metrics/filter.json, metrics/teacher.json):
+the report copies none of them into a metrics file of its own, so `dvc exp show` lists each once."""
 
 from __future__ import annotations
 
@@ -47,9 +48,6 @@ def main(params: Path = ParamsOption) -> None:
     write_text(METRICS / "report.svg", figure)
     write_text(METRICS / "report.md", markdown)
     write_json(METRICS / "compare.json", comparisons)
-    write_json(METRICS / "summary.json", {"task": p.task.name, "student": p.student.model, "variants": evals,
-                                          "filter": funnel, "teacher": teacher,
-                                          "teacher_test": teacher_eval})
     write_json(PLOTS / "funnel.json", funnel_rows(funnel))
     write_json(PLOTS / "variants.json", variant_rows(evals))
     for v, records in predictions.items():

@@ -51,4 +51,4 @@ def main(params: Path = ParamsOption) -> None:
     # Metrics keyed by round (DVC metrics are flat mappings); the plot data is a list of rows.
     write_json(METRICS / "rounds.json", {f"round_{r['round']}": {k: v for k, v in r.items() if k != "round"}
                                          for r in rows})
-    write_json(PLOT, rows)
+    write_json(PLOT, rows if len(rows) > 1 else [])  # one round is one point: no per-round chart to draw

@@ -17,9 +17,9 @@ import typer
 from sert.errors import EmptyResultError, ParamsError
 from sert.formats import distill_text, finetune_text
 from sert.io import read_jsonl
-from sert.training import is_main_process
+from sert.training import LiveLossCurve, is_main_process
 from stages.common import PREPARED, TEACHER, ParamsOption, load_params, read_examples, stage
-from stages.train_common import CHECKPOINTS, train_on_texts, write_outputs
+from stages.train_common import CHECKPOINTS, PLOTS, train_on_texts, write_outputs
 
 VARIANT_INPUTS = {
     "finetune": ("models/base", str(PREPARED / "train.jsonl")),
@@ -54,7 +54,9 @@ def main(variant: str = typer.Argument(..., help=f"One of: {', '.join(VARIANT_IN
         raise EmptyResultError(f"train {variant}: no training examples (teacher.only_correct keeps correct rationales only)")
     started = time.time()
     checkpoints = CHECKPOINTS / f"train-{variant}"
-    model, tokenizer, examples, losses = train_on_texts(init, texts, p.train, f"train {variant}", checkpoints)
+    live = LiveLossCurve(PLOTS / "train" / f"{variant}.csv")  # the curve so far, while training runs
+    model, tokenizer, examples, losses = train_on_texts(init, texts, p.train, f"train {variant}", checkpoints,
+                                                        on_step=live)
     if not is_main_process():  # `accelerate launch`: one process writes the outputs
         return
     out = write_outputs(variant, model, tokenizer, len(examples), losses, losses)

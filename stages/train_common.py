@@ -35,12 +35,15 @@ def encode(tokenizer, texts: list[tuple[str, str]]):
             for prompt, target in texts]
 
 
-def train_on_texts(init: str, texts: list[tuple[str, str]], cfg: TrainConfig, desc: str, checkpoint_dir: Path):
-    """Fine-tune the model saved at ``init`` on ``texts``: (model, tokenizer, examples, losses)."""
+def train_on_texts(init: str, texts: list[tuple[str, str]], cfg: TrainConfig, desc: str, checkpoint_dir: Path,
+                   on_step=None):
+    """Fine-tune the model saved at ``init`` on ``texts``: (model, tokenizer, examples, losses).
+    ``on_step(step, loss)`` is called after every optimizer step (a LiveLossCurve)."""
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_student(init)
     examples = encode(tokenizer, texts)
-    losses = train_causal_lm(model, examples, cfg, tokenizer.pad_token_id, desc=desc, checkpoint_dir=checkpoint_dir)
+    losses = train_causal_lm(model, examples, cfg, tokenizer.pad_token_id, desc=desc, checkpoint_dir=checkpoint_dir,
+                             on_step=on_step)
     return model, tokenizer, examples, losses
 
 

@@ -27,9 +27,9 @@ from sert.modeling import save_student
 from sert.rounds import round_sample_config
 from sert.selftrain import answer_check, sample_filter_select
 from sert.tasks import Example, get_task
-from sert.training import is_main_process, train_causal_lm
+from sert.training import LiveLossCurve, is_main_process, train_causal_lm
 from stages.common import METRICS, PREPARED, SELF_TRAIN, ParamsOption, load_params, read_examples, stage
-from stages.train_common import CHECKPOINTS, ROUNDS, encode, train_on_texts, write_outputs
+from stages.train_common import CHECKPOINTS, PLOTS, ROUNDS, encode, train_on_texts, write_outputs
 
 INIT, DATA = "models/base", str(SELF_TRAIN)
 """The model round 1 starts from and the data it learns from (dvc.yaml's ``train_sert`` deps)."""
@@ -72,7 +72,9 @@ def main(params: Path = ParamsOption) -> None:
     if not texts:
         raise EmptyResultError(f"train sert: no training examples in {SELF_TRAIN}")
     started = time.time()
-    model, tokenizer, examples, losses = train_on_texts(INIT, texts, p.train, "train sert", CHECKPOINTS / "train-sert")
+    live = LiveLossCurve(PLOTS / "train" / "sert.csv")  # the curve so far, while training runs
+    model, tokenizer, examples, losses = train_on_texts(INIT, texts, p.train, "train sert", CHECKPOINTS / "train-sert",
+                                                        on_step=live)
     curve = list(losses)
     if is_main_process():  # (several processes only with rounds == 1, checked above)
         funnel = read_json(METRICS / "filter.json")
@@ -86,7 +88,8 @@ def main(params: Path = ParamsOption) -> None:
                 torch.manual_seed(p.train.seed)
                 losses = train_causal_lm(model, examples, p.train, tokenizer.pad_token_id,
                                          desc=f"train sert round {round_}",
-                                         checkpoint_dir=CHECKPOINTS / f"train-sert-round{round_}")
+                                         checkpoint_dir=CHECKPOINTS / f"train-sert-round{round_}",
+                                         on_step=live.shifted(len(curve)))
                 curve += losses
                 stats.append({"round": round_, "samples": funnel["samples"], "selected": funnel["selected"]})
                 typer.echo(f"train sert round {round_}: {format_funnel(funnel)}; {len(losses)} steps")

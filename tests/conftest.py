@@ -89,6 +89,7 @@ def project(tmp_path_factory):
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dest)
     run(["dvc", "init", "-q"], dest)
+    shutil.copytree(ROOT / ".dvc" / "plots", dest / ".dvc" / "plots")  # the plot templates dvc.yaml names
     run(["dvc", "config", "core.analytics", "false"], dest)
     run(["dvc", "repro"], dest)
     return dest

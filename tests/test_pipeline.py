@@ -33,8 +33,8 @@ def test_repro_writes_every_output_and_metric(project):
         assert len((project / "data/predictions" / f"{variant}.jsonl").read_text().splitlines()) == 8
     report = (project / "metrics/report.md").read_text()
     assert "| SERT+RD |" in report and "| Base (zero-shot) |" in report
-    assert set(json.loads((project / "metrics/summary.json").read_text())["variants"]) == {
-        "base", "finetune", "sert", "rd", "sert_rd"}
+    assert set(json.loads((project / "metrics/compare.json").read_text())) == {
+        "sert_vs_base", "sert_rd_vs_rd", "rd_vs_finetune", "sert_rd_vs_sert"}
 
 
 def test_second_repro_does_nothing(project):

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import run
 
-from sert.compare import PAIRS, compare_variants, paper_comparisons
+from sert.compare import PAIRS, compare_variants, pair_key, paper_comparisons
 from sert.errors import DataError
 from sert.io import write_json, write_jsonl
 from sert.published import (TABLE_II, TEST_SIZES, published_count, published_run, published_student,
@@ -135,6 +135,14 @@ def test_dvc_plots_show_renders_every_plot_and_variant(project, tmp_path):
         funnel[k] for k, _ in FUNNEL_STEPS]
     for name in ("accuracy", "format_rate", "reasoning_rate", "length", "repetition"):
         assert [r["variant"] for r in data[name][0]["content"]["data"]["values"]] == list(LABELS)
+        assert data[name][0]["content"]["encoding"]["y"]["sort"] is None  # drawn in that order, not A-Z
+    # Training loss: a colour per file, in dvc.yaml's (the report's) order, a dash per revision.
+    loss = data["Training loss per step"][0]["content"]
+    assert loss["encoding"]["color"] == {"field": "series", "type": "nominal", "sort": None, "title": "file"}
+    assert loss["encoding"]["strokeDash"]["field"] == "rev"
+    files = list(dict.fromkeys(r["filename"] for r in loss["data"]["values"]))
+    assert files == ["finetune.csv", "sert.csv", "rd.csv", "sert_rd.csv"]
+    assert data["Iterated SERT per round"] == []  # sert.rounds: 1, one point: no chart
     confusion = data["confusion"][0]["content"]["data"]["values"]
     assert sorted({r["filename"] for r in confusion}) == sorted(f"{v}.json" for v in VARIANTS)
     assert len(confusion) == 5 * 8  # every test question of every variant
@@ -216,9 +224,11 @@ def fake_predictions(n=40):
 def test_compare_json_schema_order_and_values():
     predictions = fake_predictions()
     comparisons = compare_variants(predictions)
-    assert [(c["a"], c["b"]) for c in comparisons] == list(PAIRS) == [
+    assert [(c["a"], c["b"]) for c in comparisons.values()] == list(PAIRS) == [
         ("sert", "base"), ("sert_rd", "rd"), ("rd", "finetune"), ("sert_rd", "sert")]
-    for c in comparisons:
+    assert list(comparisons) == ["sert_vs_base", "sert_rd_vs_rd", "rd_vs_finetune", "sert_rd_vs_sert"]
+    for key, c in comparisons.items():
+        assert key == pair_key(c["a"], c["b"])
         assert set(c) == {"a", "b", "metric", "difference", "ci", "p_value", "test", "n", "a_only", "b_only"}
         assert c["metric"] == "accuracy" and "McNemar exact" in c["test"] and c["n"] == 40
         expected = compare_paired([r["correct"] for r in predictions[c["a"]]], [r["correct"] for r in predictions[c["b"]]])
@@ -230,7 +240,8 @@ def test_compare_json_schema_order_and_values():
     shuffled = {**predictions, "rd": list(reversed(predictions["rd"]))}
     assert compare_variants(shuffled) == comparisons
     # SERT+RD vs RD: RD's right answers plus 2 more (i = 0, 21 of 40): within noise at this size.
-    assert comparisons[1]["a_only"] == 2 and comparisons[1]["b_only"] == 0 and comparisons[1]["p_value"] == 0.5
+    rd = comparisons["sert_rd_vs_rd"]
+    assert rd["a_only"] == 2 and rd["b_only"] == 0 and rd["p_value"] == 0.5
 
 
 def test_different_questions_are_a_one_line_error():
@@ -255,7 +266,7 @@ def test_paired_table_calls_a_difference_beyond_noise_only_when_it_is():
     rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [r.split(" | ")[0] for r in rows] == ["| SERT vs Base (zero-shot)", "| SERT+RD vs RD", "| RD vs Finetune",
                                                 "| SERT+RD vs SERT"]
-    for c, row in zip(comparisons, rows):
+    for c, row in zip(comparisons.values(), rows):
         covers = c["ci"][0] <= 0 <= c["ci"][1]
         assert ("beyond noise" in row) == (not covers and c["p_value"] < 0.05)
         assert ("effect" not in row) and (("within noise" in row) == (covers or c["p_value"] >= 0.05))
@@ -320,10 +331,10 @@ def test_report_stage_on_metrics_without_intervals(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     report.main(params=Path("params.yaml"))
     compare = json.loads(Path("metrics/compare.json").read_text())
-    assert [(c["a"], c["b"]) for c in compare] == list(PAIRS) and all(c["n"] == 8 for c in compare)
+    assert [(c["a"], c["b"]) for c in compare.values()] == list(PAIRS) and all(c["n"] == 8 for c in compare.values())
     md = Path("metrics/report.md").read_text()
     assert "## Paired comparisons" in md and "carry no intervals" in md
-    assert json.loads(Path("metrics/summary.json").read_text())["variants"] == fake_evals()
+    assert not Path("metrics/summary.json").exists()  # every number has one home: metrics/eval, filter, teacher
 
 
 def test_report_stage_refuses_predictions_on_different_questions(tmp_path, monkeypatch, capsys):
@@ -353,8 +364,8 @@ def test_pipeline_writes_intervals_and_the_paired_comparisons(project):
                 assert ci[0] <= m[key] <= ci[1]
         assert m["accuracy_ci"] == [round(x, 6) for x in wilson(m["n_correct"], m["n"])]
     compare = json.loads((project / "metrics/compare.json").read_text())
-    assert [(c["a"], c["b"]) for c in compare] == list(PAIRS)
-    for c in compare:
+    assert [(c["a"], c["b"]) for c in compare.values()] == list(PAIRS)
+    for c in compare.values():
         acc = {v: json.loads((project / "metrics/eval" / f"{v}.json").read_text())["accuracy"] for v in (c["a"], c["b"])}
         assert c["difference"] == pytest.approx(acc[c["a"]] - acc[c["b"]], abs=1e-6) and 0 <= c["p_value"] <= 1
     md = (project / "metrics/report.md").read_text()

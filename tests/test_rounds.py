@@ -108,6 +108,10 @@ def test_one_round_is_the_paper_and_reports_no_curve(workdir, monkeypatch):
     assert json.loads(Path("models/sert_rounds/rounds.json").read_text()) == [
         {"round": 1, "samples": 16, "selected": 4}]
     assert sorted(p.name for p in Path("models/sert_rounds").iterdir()) == ["rounds.json"]
+    evaluate.main("sert", params=workdir)
+    rounds.main(params=workdir)
+    assert set(json.loads(Path("metrics/rounds.json").read_text())) == {"round_1"}
+    assert json.loads(Path("metrics/plots/rounds.json").read_text()) == []  # a single point: no chart
 
 
 def test_a_crashed_round_resumes_from_its_shards_to_the_same_model(workdir, monkeypatch, capsys):

@@ -18,8 +18,8 @@ import yaml
 from safetensors.torch import load_file
 
 from sert.errors import ParamsError
-from sert.training import (IGNORE, LabelLoss, TrainConfig, check_config, collate, group_by_length, split_batch,
-                           train_causal_lm)
+from sert.training import (IGNORE, LabelLoss, LiveLossCurve, TrainConfig, check_config, collate, group_by_length,
+                           split_batch, train_causal_lm)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -192,6 +192,32 @@ def test_resume_gives_the_same_weights_bitwise(tmp_path):
     assert losses == expected
     a, b = weights(straight), weights(resumed)
     assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_live_loss_curve_grows_per_step_and_ends_as_the_final_curve(tmp_path, monkeypatch):
+    """The CSV holds every finished step while training runs (what `dvc plots show` reads then),
+    continues its numbering over a second run, and matches the stage's final rewrite byte for byte."""
+    from stages.train import write_loss_curve
+
+    data, cfg = examples(12), TrainConfig(batch_size=4, device="cpu")
+    path = tmp_path / "plots" / "sert.csv"
+    live = LiveLossCurve(path)
+    seen = []
+
+    def watch(step, loss):  # what a reader of the file sees right after each step
+        live(step, loss)
+        seen.append(path.read_text().splitlines())
+
+    first = train_causal_lm(tiny_model(), data, cfg, 0, total_steps=3, on_step=watch)
+    assert [len(rows) for rows in seen] == [2, 3, 4] and seen[0][0] == "step,loss"
+    assert seen[-1][1:] == [f"{i},{loss:.6g}" for i, loss in enumerate(first, 1)]
+    second = train_causal_lm(tiny_model(seed=1), data, cfg, 0, total_steps=2, on_step=live.shifted(len(first)))
+    live_text = path.read_text()
+    write_loss_curve(path, first + second)
+    assert live_text == path.read_text() and live_text.splitlines()[-1].startswith("5,")
+    monkeypatch.setenv("RANK", "1")  # another process of a multi-process launch writes nothing
+    LiveLossCurve(path)(0, 1.0)
+    assert path.read_text() == live_text
 
 
 def test_damaged_newest_checkpoint_falls_back_and_other_runs_are_not_resumed(tmp_path):
