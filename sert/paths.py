@@ -1,0 +1,65 @@
+"""Where every artifact of the pipeline lives, relative to the project root (DVC runs stages there).
+
+One home for the paths that dvc.yaml names as outs and deps: a stage writes and reads them through
+these names, never through string literals, so renaming an artifact is one edit here plus dvc.yaml
+(tests/test_dvc_deps.py ties the two together). Pure constants: no params, no I/O.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+VARIANTS = ("base", "finetune", "sert", "rd", "sert_rd")
+"""Evaluated variants, in report order."""
+
+# Data (DVC outputs, cached)
+PREPARED = Path("data/prepared")
+"""The task's prepared splits: ``train.jsonl`` and ``test.jsonl`` (prepare stage)."""
+TRAIN = PREPARED / "train.jsonl"
+TEST = PREPARED / "test.jsonl"
+SAMPLES = Path("data/samples.jsonl")
+"""Zero-shot latent reasoning paths of the base model (sample stage)."""
+SELF_TRAIN = Path("data/self_train.jsonl")
+"""The filtered paths SERT trains on (filter stage)."""
+TEACHER = Path("data/teacher.jsonl")
+"""The teacher's rationales for the train questions (teacher stage)."""
+PREDICTIONS = Path("data/predictions")
+"""Greedy test outputs, one ``<variant>.jsonl`` per variant (evaluate stages)."""
+JUDGED = Path("data/judge.jsonl")
+"""The LLM judge's scores (judge stage)."""
+
+# Models (DVC outputs, cached)
+MODELS = Path("models")
+BASE_MODEL = MODELS / "base"
+ROUNDS = MODELS / "sert_rounds"
+"""Iterated SERT: the models of rounds 1..N-1 (``round-<k>``) and ``rounds.json``."""
+
+# Metrics, plots and reports (git-tracked, ``cache: false``)
+METRICS = Path("metrics")
+EVAL = METRICS / "eval"
+"""One ``<variant>.json`` of test metrics per variant, and ``teacher.json`` for the teacher row."""
+PLOTS = METRICS / "plots"
+"""Plot data for ``dvc plots show`` (loss curves, funnel, per-variant bars, confusion)."""
+
+# Work directories (gitignored, outside DVC's outputs so that `dvc repro` does not delete them)
+CACHE = Path(".sert-cache")
+CHECKPOINTS = CACHE / "checkpoints"
+"""Resumable training checkpoints, one directory per training run, removed once its outputs are
+written (DVC deletes a stage's outs before running it, and caching optimizer state would be waste)."""
+SAMPLE_WORK = CACHE / "sample"
+"""Finished sampling shards, keyed by a hash of everything that determines them (sert/shards.py)."""
+
+
+def model(variant: str) -> Path:
+    """``models/<variant>``."""
+    return MODELS / variant
+
+
+def predictions(variant: str) -> Path:
+    """``data/predictions/<variant>.jsonl``."""
+    return PREDICTIONS / f"{variant}.jsonl"
+
+
+def eval_metrics(variant: str) -> Path:
+    """``metrics/eval/<variant>.json``."""
+    return EVAL / f"{variant}.json"
