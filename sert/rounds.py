@@ -18,19 +18,12 @@ stages/train.py and the evaluation in stages/rounds.py.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from xml.sax.saxutils import escape
+
+from sert.config import SertConfig  # noqa: F401  (re-exported: the config moved to sert.config)
 
 CURVES = (("accuracy", "Acc", "#4c78a8"), ("reasoning_rate", "Reasoning", "#f58518"))
 """Per-round metrics drawn in the curve: (key, name, colour)."""
-
-
-@dataclass
-class SertConfig:
-    """The ``sert`` section: iterated self-training (not in the paper)."""
-
-    rounds: int = 1
-    """Sample -> filter -> self-train rounds, each from the previous round's model (1: the paper)."""
 
 
 def rounds_markdown(rows: list[dict]) -> str:

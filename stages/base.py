@@ -40,6 +40,7 @@ def main(params: Path = ParamsOption) -> None:
                         weight_decay=0.1, max_length=cfg.n_positions, seed=cfg.seed,
                         checkpoint_every=cfg.checkpoint_every),
             tokenizer.pad_token_id, total_steps=cfg.steps, desc="pretrain", checkpoint_dir=CHECKPOINTS / "base",
+            section="pretrain",
         )
         if not is_main_process():  # `accelerate launch`: one process writes the outputs
             return
