@@ -2,12 +2,15 @@
 
 One class per section (``Params`` is the whole file). Each field carries its type, default,
 docstring and bounds where it is declared; rules between fields are validators on the class
-that owns them, and the rules that need a registry (the task's name and options, which teacher
-settings a task can take) are validators on ``Params``. Stages read ``params.yaml`` (the library
-never does) and build ``Params`` with ``parse_section``; the library only sees the instances.
+that owns them. Stages read ``params.yaml`` (the library never does) and build ``Params`` with
+``parse_section``; the library only sees the instances.
 
-This module imports pydantic and the light task registry, never torch or transformers, so a
-stage can load and check its params in milliseconds before importing anything heavy.
+The rules that need a registry (the task's name and every ``task.options`` entry; a nonzero
+``teacher.error_rate`` only for a task that can write wrong rationales) are ``check_registries``
+in ``stages/common.py``, which ``load_params`` runs right after parsing: the task modules declare
+their options with this module, so this module cannot import them back (no import circles).
+
+This module imports pydantic and ``sert.errors`` only: no torch, transformers or numpy.
 
 Why pydantic (v2, already installed through ``openai``): the classes declare unknown-key
 rejection (``extra="forbid"``), strict types (``Int``/``Float``/``Bool``/``Str`` below: no
@@ -510,18 +513,6 @@ class Params:
     """The optional LLM judge."""
     sert: SertConfig = Field(default_factory=SertConfig)
     """Iterated SERT."""
-
-    @model_validator(mode="after")
-    def _registry_rules(self):
-        """Rules that need the task registry (light: it reads no data). ``get_task`` checks the
-        task's name and every entry of ``task.options`` (TaskError naming the key)."""
-        from sert.tasks import get_task
-
-        task = get_task(self.task)
-        if self.teacher.error_rate and not task.can_write_wrong_rationales():
-            raise KeyedError("teacher.error_rate", f"task {task.name!r} cannot write wrong rationales (modsum can); "
-                                                  "set 0.0")
-        return self
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(Params))

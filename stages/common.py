@@ -1,7 +1,8 @@
 """What every stage shares: the params file, output paths, and error reporting.
 
-Light on purpose (no torch): the params schema and every check of its values live in
-``sert.config``; this module reads the file (the library never does)."""
+Light on purpose (no torch): the params schema and the checks of its values live in
+``sert.config``; this module reads the file (the library never does) and adds the checks that
+need the task registry (``check_registries``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import yaml
 from sert.config import SECTIONS, VARIANTS, Params, parse_section  # noqa: F401  (SECTIONS, VARIANTS: re-exported)
 from sert.errors import DataError, ParamsError
 from sert.io import read_jsonl
-from sert.tasks import Example
+from sert.tasks import Example, get_task
 from stages.errors import stage  # noqa: F401  (re-exported: every stage imports it from here)
 
 PREPARED = Path("data/prepared")
@@ -36,7 +37,19 @@ def load_params(path: Path) -> Params:
         raise ParamsError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections")
-    return parse_section(Params, raw, "")
+    params = parse_section(Params, raw, "")
+    check_registries(params)
+    return params
+
+
+def check_registries(p: Params) -> None:
+    """The params rules that need a registry (every other rule is declared in ``sert.config``):
+    the task's name and every ``task.options`` entry (``get_task`` reads no data), and that a
+    nonzero ``teacher.error_rate`` is asked only of a task that can write wrong rationales."""
+    task = get_task(p.task)
+    if p.teacher.error_rate and not task.can_write_wrong_rationales():
+        raise ParamsError(f"teacher.error_rate: task {task.name!r} cannot write wrong rationales (modsum can); "
+                          "set 0.0")
 
 
 def read_examples(path: Path) -> list[Example]:

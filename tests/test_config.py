@@ -12,7 +12,7 @@ import yaml
 
 from sert import config
 from sert.config import (ApiConfig, JudgeConfig, Params, TeacherConfig, TinyConfig, TrainConfig, parse_section)
-from sert.errors import ParamsError
+from sert.errors import ParamsError, SertError
 from stages.common import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,13 +101,18 @@ def test_rules_name_the_callers_section(cls, data, message, section):
         parse_section(cls, data, section)
 
 
-def test_registry_rules_live_on_params():
+def test_registry_rules_are_checked_by_load_params(tmp_path):
+    def load(**sections):
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(sections))
+        return load_params(tmp_path / "params.yaml")
+
     with pytest.raises(ParamsError, match=r"^teacher\.error_rate: task 'coinflip' cannot write wrong rationales"):
-        parse_section(Params, {"task": {"name": "coinflip"}, "teacher": {"error_rate": 0.2}}, "")
-    with pytest.raises(Exception, match=r"unknown task 'nosuch'"):
-        parse_section(Params, {"task": {"name": "nosuch"}}, "")
+        load(task={"name": "coinflip"}, teacher={"error_rate": 0.2})
+    with pytest.raises(SertError, match=r"unknown task 'nosuch'"):
+        load(task={"name": "nosuch"})
     with pytest.raises(ParamsError, match=r"^task\.options\.modsum\.n_terms: must be in \[2, 8\], got 9$"):
-        parse_section(Params, {"task": {"options": {"modsum": {"n_terms": 9}}}}, "")
+        load(task={"options": {"modsum": {"n_terms": 9}}})
+    assert load(task={"name": "coinflip"}, teacher={"coverage": 0.5}).teacher.coverage == 0.5
 
 
 def test_a_bad_sample_backend_fails_every_stage_at_load(tmp_path):
@@ -133,6 +138,17 @@ def test_api_settings_are_one_nested_value_with_per_section_caches():
                          ids=lambda p: p.stem)
 def test_every_shipped_config_validates(path):
     assert isinstance(load_params(path), Params)
+
+
+def test_config_imports_no_module_of_ours_but_errors():
+    """sert.config is the leaf the task and teacher modules build on: importing any of them back
+    would close an import circle."""
+    import ast
+
+    tree = ast.parse((ROOT / "sert" / "config.py").read_text(encoding="utf-8"))
+    ours = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("sert")}
+    ours |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names if a.name.startswith("sert")}
+    assert ours == {"sert.errors"}
 
 
 def test_config_and_stage_params_import_no_torch():
