@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 from sert.config import FilterConfig  # noqa: F401  (re-exported: the config moved to sert.config)
 from sert.errors import ParamsError

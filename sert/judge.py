@@ -9,7 +9,7 @@ four is a recorded failure, not a zero.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sert.api import ApiClient, Failure, RequestFailed, failure_summary, run_jobs
 from sert.config import DEFAULT_JUDGE_TEMPLATE as DEFAULT_TEMPLATE  # noqa: F401  (re-exported)
