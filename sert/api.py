@@ -34,7 +34,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from sert.config import ApiConfig  # noqa: F401  (re-exported: the config moved to sert.config)
+from sert.config import ENDPOINTS, ApiConfig  # noqa: F401  (re-exported: moved to sert.config)
 from sert.errors import ApiError, ParamsError
 
 class RequestFailed(ApiError):

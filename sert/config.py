@@ -63,9 +63,23 @@ class KeyedError(ValueError):
         self.key, self.message = key, message
 
 
+# Each enum once: the tuple (for messages and loops elsewhere) and the Literal built from it.
 VARIANTS = ("base", "finetune", "sert", "rd", "sert_rd")
 """Evaluated variants, in report order."""
-Variant = Literal["base", "finetune", "sert", "rd", "sert_rd"]
+BACKENDS = ("hf", "vllm")
+"""``sample.backend`` values."""
+BRANCHINGS = ("topk", "raw")
+"""``sample.branching`` values."""
+UNITS = ("words", "model")
+"""``filter.unit`` values."""
+ENDPOINTS = ("chat", "completions")
+"""``api.endpoint`` values: /v1/chat/completions and the legacy /v1/completions."""
+PRECISIONS = ("auto", "fp32", "bf16")
+"""``train.precision`` values."""
+DEVICES = ("auto", "cpu", "cuda")
+"""``train.device`` values."""
+SCHEDULES = ("constant", "cosine")
+"""``train.schedule`` values."""
 
 DEFAULT_JUDGE_TEMPLATE = (
     "Evaluate the reasoning in a student's answer to a question.\n\n"
@@ -201,13 +215,13 @@ class SampleConfig:
     """Questions per batch (rows = questions x branches x samples); also one resume shard."""
     seed: Int = 0
     """Sampling seed; each question's generator is seeded from (seed, question id)."""
-    branching: Literal["topk", "raw"] = "topk"
+    branching: Literal[BRANCHINGS] = "topk"
     """``topk``: the paper's first-step top-k branching; ``raw``: plain sampling of
     branches x samples_per_branch continuations with the same budget (ablation; branch -1)."""
     stop: list[Str] = Field(default_factory=list)
     """Stop strings: a sample ends at the first one, which is cut from its text (empty: the
     paper's protocol, where imitative continuations are left for the pattern filter)."""
-    backend: Literal["hf", "vllm"] = "hf"
+    backend: Literal[BACKENDS] = "hf"
     """``hf``: sert/sampling.py's transformers decoder; ``vllm``: sert/sampling_vllm.py (GPU, optional extra)."""
     device: Str = "auto"
     """Device for the hf backend: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``..."""
@@ -233,7 +247,7 @@ class FilterConfig:
     (below this perplexity: not latent); ``unit: model`` measures the whole sample."""
     min_reasoning_words: Int = Field(3, ge=0)
     """Pattern: words of reasoning needed, after a leading bare answer, not to be a direct response."""
-    unit: Literal["words", "model"] = "words"
+    unit: Literal[UNITS] = "words"
     """Length and rep-2 unit: ``words`` (whitespace words of the kept reasoning, the paper's Len/Rep
     unit; perplexity of the kept reasoning's tokens) or ``model`` (the sampler's token count, token
     rep-2 and perplexity of the whole sample: the old rule)."""
@@ -251,7 +265,7 @@ class ApiConfig:
     (Ollama); None means the ``openai`` client's default (api.openai.com or $OPENAI_BASE_URL)."""
     api_key_env: Str = "OPENAI_API_KEY"
     """Name of the environment variable holding the API key (never the key itself)."""
-    endpoint: Literal["chat", "completions"] = "chat"
+    endpoint: Literal[ENDPOINTS] = "chat"
     """``chat`` (chat completions) or ``completions`` (legacy text completions)."""
     concurrency: Int = Field(8, ge=1)
     """Requests in flight at once."""
@@ -394,7 +408,7 @@ class TrainConfig:
     """Examples per optimizer step (the effective batch, however many micro-batches it is split into)."""
     lr: Float = Field(3e-4, gt=0)
     """Adam learning rate."""
-    schedule: Literal["constant", "cosine"] = "constant"
+    schedule: Literal[SCHEDULES] = "constant"
     """Learning-rate schedule: ``constant`` (paper) or ``cosine`` (linear warmup, cosine decay)."""
     weight_decay: Float = Field(0.0, ge=0)
     """Decoupled weight decay (AdamW); 0 is plain Adam, as in the paper."""
@@ -408,9 +422,9 @@ class TrainConfig:
     """Micro-batches per optimizer step (gradient accumulation); at most ``batch_size``."""
     length_grouping: Bool = False
     """Put examples of similar length in the same batch (less padding; changes the data order)."""
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Literal[PRECISIONS] = "auto"
     """``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 on a GPU that supports it, else fp32)."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal[DEVICES] = "auto"
     """``auto`` (CUDA if available), ``cpu`` or ``cuda``; under ``accelerate launch`` each process gets its GPU."""
     checkpoint_every: Int = Field(0, ge=0)
     """Save a resumable checkpoint every this many steps (0: never)."""
@@ -446,7 +460,7 @@ class JudgeConfig:
     model: Str | None = None
     """Judge model (paper: Llama-3-8B-Instruct, e.g. served by vLLM; or an OpenAI model); required
     when ``enabled``."""
-    variants: list[Variant] = Field(default_factory=list)
+    variants: list[Literal[VARIANTS]] = Field(default_factory=list)
     """Variants whose test outputs are judged; empty = all evaluated variants."""
     max_outputs: Int | None = Field(None, ge=1)
     """Judge only the first N test questions per variant (paper ablation: 100); None = all."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
-from sert.config import FilterConfig  # noqa: F401  (re-exported: the config moved to sert.config)
+from sert.config import UNITS, FilterConfig  # noqa: F401  (FilterConfig re-exported: moved to sert.config)
 from sert.errors import ParamsError
 from sert.sampling import Sample
 from sert.text import has_reasoning, kept_reasoning, pattern_failure, rep_n, words
@@ -28,7 +28,6 @@ FUNNEL_KEYS = ("samples", "after_pattern", "after_length", "after_repetition", "
 PATTERN_KEYS = ("pattern_imitative", "pattern_option_listing", "pattern_direct_response")
 """Extra metrics/filter.json keys: samples the pattern filter dropped, per reason (then
 ``eos_branch_samples`` / ``eos_branch_passed``: samples of end-token branches, and those that passed)."""
-UNITS = ("words", "model")
 
 
 def pattern_ok(text: str, min_reasoning_words: int) -> bool:

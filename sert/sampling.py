@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from sert.config import SampleConfig  # noqa: F401  (re-exported: the config moved to sert.config)
+from sert.config import BACKENDS, BRANCHINGS, SampleConfig  # noqa: F401  (re-exported: moved to sert.config)
 from sert.text import rep_n, split_answer_clause
 
 @dataclass
