@@ -38,11 +38,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from sert.config import ENDPOINTS, ApiConfig  # noqa: F401  (re-exported: moved to sert.config)
 from sert.errors import ApiError, ParamsError
-
-ENDPOINTS = ("chat", "completions")
-"""``chat``: /v1/chat/completions (default); ``completions``: the legacy /v1/completions."""
-
 
 class RequestFailed(ApiError):
     """One request (or job) failed for good; the message is the recorded reason."""
@@ -50,57 +47,6 @@ class RequestFailed(ApiError):
 
 class BudgetExhausted(RequestFailed):
     """Sending the next request could exceed the budget; nothing more is sent."""
-
-
-@dataclass
-class ApiConfig:
-    """How to reach the API and how hard to try. The teacher and judge params carry these fields."""
-
-    base_url: str | None = None
-    """Server root such as ``http://localhost:8000/v1`` (vLLM) or ``http://localhost:11434/v1``
-    (Ollama); None means the ``openai`` client's default (api.openai.com or $OPENAI_BASE_URL)."""
-    api_key_env: str = "OPENAI_API_KEY"
-    """Name of the environment variable holding the API key (never the key itself)."""
-    endpoint: str = "chat"
-    """``chat`` (chat completions) or ``completions`` (legacy text completions)."""
-    concurrency: int = 8
-    """Requests in flight at once."""
-    timeout: float = 60.0
-    """Seconds to wait for one response before retrying it."""
-    max_retries: int = 6
-    """Retries per request on 429, 5xx, timeouts, dropped connections and malformed responses."""
-    backoff_base: float = 1.0
-    """First retry waits up to this many seconds; doubles per retry (full jitter)."""
-    backoff_max: float = 60.0
-    """Cap on one backoff wait (a longer Retry-After from the server is still honoured)."""
-    max_requests: int | None = None
-    """Budget: at most this many requests sent in one run (cache hits are free); None = no limit."""
-    max_tokens_total: int | None = None
-    """Budget: at most this many prompt + completion tokens in one run; None = no limit. A request
-    is sent only if even its worst case (prompt bytes + max_tokens) fits in what is left."""
-    cache: str = ".sert-cache/api.jsonl"
-    """Response cache file (append-only JSONL; gitignored, not a DVC output, so repro keeps it)."""
-
-
-def api_config(section: Any) -> ApiConfig:
-    """The ``ApiConfig`` fields of a params section dataclass that carries them (teacher, judge)."""
-    return ApiConfig(**{name: getattr(section, name) for name in ApiConfig.__dataclass_fields__})
-
-
-def validate_api_config(cfg: ApiConfig, prefix: str) -> None:
-    from sert.config import check
-
-    check(cfg.endpoint in ENDPOINTS, f"{prefix}.endpoint", f"expected one of {', '.join(ENDPOINTS)}, got {cfg.endpoint!r}")
-    check(cfg.concurrency >= 1, f"{prefix}.concurrency", f"must be at least 1, got {cfg.concurrency}")
-    check(cfg.timeout > 0, f"{prefix}.timeout", f"must be positive, got {cfg.timeout}")
-    check(cfg.max_retries >= 0, f"{prefix}.max_retries", f"must be non-negative, got {cfg.max_retries}")
-    check(cfg.backoff_base >= 0, f"{prefix}.backoff_base", f"must be non-negative, got {cfg.backoff_base}")
-    check(cfg.backoff_max >= 0, f"{prefix}.backoff_max", f"must be non-negative, got {cfg.backoff_max}")
-    for key in ("max_requests", "max_tokens_total"):
-        value = getattr(cfg, key)
-        check(value is None or value >= 0, f"{prefix}.{key}", f"must be non-negative or null, got {value}")
-    check(bool(cfg.api_key_env), f"{prefix}.api_key_env", "must name an environment variable")
-    check(bool(cfg.cache), f"{prefix}.cache", "must be a file path")
 
 
 def read_api_key(cfg: ApiConfig, prefix: str) -> str:

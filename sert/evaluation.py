@@ -23,26 +23,12 @@ questions; constant values (every output one word) give [x, x]. The token extras
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
+from sert.config import EvalConfig  # noqa: F401  (re-exported: the config moved to sert.config)
 from sert.stats import bootstrap_mean, rounded, wilson
 from sert.tasks import Example, Task
 from sert.text import has_reasoning, is_imitative, rep_n, split_answer_clause, words
-
-
-@dataclass
-class EvalConfig:
-    """Greedy evaluation on the test split (the ``evaluate`` section of params)."""
-
-    max_new_tokens: int = 64
-    """Generated tokens per question."""
-    batch_size: int = 64
-    """Questions per batch."""
-    min_reasoning_words: int = 3
-    """Words of reasoning (after a leading bare answer) for an output not to be a direct response."""
-    severe_rep2: float = 0.5
-    """Outputs whose word bigram repetition rate is above this fail the format check."""
 
 
 class Output(Protocol):

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
+from sert.config import UNITS, FilterConfig  # noqa: F401  (FilterConfig re-exported: moved to sert.config)
 from sert.errors import ParamsError
 from sert.sampling import Sample
 from sert.text import has_reasoning, kept_reasoning, pattern_failure, rep_n, words
@@ -28,28 +28,6 @@ FUNNEL_KEYS = ("samples", "after_pattern", "after_length", "after_repetition", "
 PATTERN_KEYS = ("pattern_imitative", "pattern_option_listing", "pattern_direct_response")
 """Extra metrics/filter.json keys: samples the pattern filter dropped, per reason (then
 ``eos_branch_samples`` / ``eos_branch_passed``: samples of end-token branches, and those that passed)."""
-UNITS = ("words", "model")
-
-
-@dataclass
-class FilterConfig:
-    """Filter thresholds (paper: 25 tokens, rep-2 0.20, perplexity 5)."""
-
-    min_tokens: int = 25
-    """Length: drop samples whose kept reasoning has fewer than this many ``unit``s (paper: 25 "tokens")."""
-    max_rep2: float = 0.20
-    """Repetition: drop samples whose kept reasoning's bigram repetition rate (in ``unit``s) is above this."""
-    min_perplexity: float = 5.0
-    """Perplexity: drop samples whose kept reasoning the model finds this predictable or more
-    (below this perplexity: not latent); ``unit: model`` measures the whole sample."""
-    min_reasoning_words: int = 3
-    """Pattern: words of reasoning needed, after a leading bare answer, not to be a direct response."""
-    unit: str = "words"
-    """Length and rep-2 unit: ``words`` (whitespace words of the kept reasoning, the paper's Len/Rep
-    unit; perplexity of the kept reasoning's tokens) or ``model`` (the sampler's token count, token
-    rep-2 and perplexity of the whole sample: the old rule)."""
-    require_correct: bool = False
-    """Keep a path only if its extracted answer is the gold one (STaR); the paper does not check."""
 
 
 def pattern_ok(text: str, min_reasoning_words: int) -> bool:
@@ -99,8 +77,6 @@ def filter_samples(
     ``is_correct`` scores a sample's answer against its question's gold answer (needed only with
     ``cfg.require_correct``)."""
     samples = list(samples)
-    if cfg.unit not in UNITS:
-        raise ParamsError(f"filter.unit: {cfg.unit!r}; expected one of {', '.join(UNITS)}")
     verdicts = Counter(verdict(s, cfg) for s in samples)
     funnel = {"samples": len(samples)}
     left = len(samples)

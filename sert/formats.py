@@ -16,28 +16,11 @@ evaluation see the same text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from sert.config import PromptConfig  # noqa: F401  (re-exported: the config moved to sert.config)
 from sert.tasks import Example
 from sert.text import kept_reasoning
 
 TERMINAL = (".", "?", "!")
-
-
-@dataclass
-class PromptConfig:
-    """Text templates; ``{question}``, ``{answer}`` are filled in per example."""
-
-    zero_shot: str = "Question: {question}\nAnswer:"
-    """Zero-shot prompt for latent-path sampling and for evaluating the base model."""
-    train: str = "Question: {question}. Answer:"
-    """Prompt part of every training text; trained variants are evaluated with it."""
-    conclusion: str = " So the answer is {answer}."
-    """Appended after the reasoning (gold answer) in self-training and distillation texts."""
-    step_by_step: str = " Let's think step by step."
-    """Opens the distillation target, as the teacher was prompted."""
-    label: str = " {answer}."
-    """Target of the labels-only fine-tuning baseline."""
 
 
 def reasoning_of(sample_text: str) -> str:

@@ -9,10 +9,11 @@ four is a recorded failure, not a zero.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from sert.api import ApiClient, ApiConfig, Failure, RequestFailed, api_config, failure_summary, run_jobs
-from sert.errors import ParamsError
+from sert.api import ApiClient, Failure, RequestFailed, failure_summary, run_jobs
+from sert.config import DEFAULT_JUDGE_TEMPLATE as DEFAULT_TEMPLATE  # noqa: F401  (re-exported)
+from sert.config import JudgeConfig  # noqa: F401  (re-exported: the config moved to sert.config)
 
 CRITERIA = ("coherence", "relevance", "logical_consistency", "completeness")
 _NAMES = {"coherence": r"coheren(?:ce|t)", "relevance": r"relevan(?:ce|t)",
@@ -20,16 +21,6 @@ _NAMES = {"coherence": r"coheren(?:ce|t)", "relevance": r"relevan(?:ce|t)",
 # "Coherence (0-10): 8" must not read the 0 of the scale: drop scale mentions before parsing.
 _SCALE = re.compile(r"\(?\s*(?:from\s+)?(?<![\d.])0\s*(?:-|–|to)\s*10\s*\)?", re.IGNORECASE)
 _NUMBER = r"(\d+(?:\.\d+)?)(?:\s*(?:/|out\s+of)\s*10)?"
-
-DEFAULT_TEMPLATE = (
-    "Evaluate the reasoning in a student's answer to a question.\n\n"
-    "Question: {question}\nStudent answer: {output}\n\n"
-    "Score the answer from 0 (worst) to 10 (best) for coherence, relevance, logical consistency and "
-    "completeness. Reply in exactly this format:\n"
-    "Coherence: <score>\nRelevance: <score>\nLogical consistency: <score>\nCompleteness: <score>\n"
-    "Conclusion: <one short sentence>"
-)
-
 
 def _patterns(name: str) -> list[re.Pattern[str]]:
     # Preferred: the name at the start of a line ("**Coherence**: 8", "- Relevance - 7/10");
@@ -59,33 +50,6 @@ def parse_scores(text: str) -> dict[str, float] | None:
 
 
 @dataclass
-class JudgeConfig(ApiConfig):
-    """The LLM judge (the ``judge`` section of params). Off by default: the offline run needs no API.
-    The request machinery fields (base_url, concurrency, retries, budget, cache) are ``ApiConfig``'s."""
-
-    enabled: bool = False
-    """Run the judge (needs an API key and a reachable server)."""
-    model: str | None = None
-    """Judge model (paper: Llama-3-8B-Instruct, e.g. served by vLLM; or an OpenAI model)."""
-    variants: list[str] = field(default_factory=list)
-    """Variants whose test outputs are judged; empty = all evaluated variants."""
-    max_outputs: int | None = None
-    """Judge only the first N test questions per variant (paper ablation: 100); None = all."""
-    template: str = DEFAULT_TEMPLATE
-    """Judge prompt; ``{question}`` and ``{output}`` are filled in."""
-    system: str | None = None
-    """Optional system message."""
-    temperature: float = 0.0
-    """Judge sampling temperature (0: deterministic, cacheable scores)."""
-    max_tokens: int = 256
-    """Length of the judge's reply in tokens."""
-    max_failed_share: float = 0.05
-    """The step fails if more than this share of outputs got no parseable scores."""
-    cache: str = ".sert-cache/judge.jsonl"
-    """Response cache (append-only; not a DVC output, so ``dvc repro`` keeps it)."""
-
-
-@dataclass
 class Item:
     """One output to judge."""
 
@@ -109,13 +73,10 @@ def _aggregate(scored: list[dict], n: int, failed: int) -> dict:
 
 class Judge:
     def __init__(self, config: JudgeConfig) -> None:
-        if not config.model:
-            raise ParamsError("judge.model: required when judge.enabled is true")
-        for placeholder in ("{question}", "{output}"):
-            if placeholder not in config.template:
-                raise ParamsError(f"judge.template: must contain {placeholder}")
+        """``config`` as checked by ``sert.config.JudgeConfig`` (a model, a template with both
+        placeholders); the key is read from the environment here, before any work."""
         self.config = config
-        self.client = ApiClient(api_config(config), "judge")  # reads the key before any work
+        self.client = ApiClient(config.api, "judge.api")
 
     def _one(self, item: Item) -> dict:
         c = self.config

@@ -21,19 +21,8 @@ This module holds the config and the rule that is a round's own.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # (a type only: this module does not need torch)
-    from sert.sampling import SampleConfig
-
-
-@dataclass
-class SertConfig:
-    """The ``sert`` section: iterated self-training (not in the paper)."""
-
-    rounds: int = 1
-    """Sample -> filter -> self-train rounds, each from the previous round's model (1: the paper)."""
+from sert.config import SampleConfig, SertConfig  # noqa: F401  (SertConfig re-exported: moved to sert.config)
 
 
 def round_sample_config(cfg: SampleConfig, round_: int) -> SampleConfig:

@@ -27,52 +27,15 @@ import inspect
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from sert.config import BACKENDS, BRANCHINGS, SampleConfig  # noqa: F401  (re-exported: moved to sert.config)
 from sert.text import rep_n, split_answer_clause
-
-BACKENDS = ("hf", "vllm")
-BRANCHINGS = ("topk", "raw")
-
-
-@dataclass
-class SampleConfig:
-    """Latent-path sampling (paper: 5 first-step branches x 5 samples, top-k 10, top-p 0.95)."""
-
-    branches: int = 5
-    """Top-k alternatives for the first generated token; each starts a branch."""
-    samples_per_branch: int = 5
-    """Continuations sampled from each branch."""
-    top_k: int = 10
-    """Sample among the k most likely tokens..."""
-    top_p: float = 0.95
-    """...then among the smallest set of them holding this probability mass."""
-    temperature: float = 1.0
-    """Softmax temperature for sampling (not stated by the paper; 1.0). Perplexity is always
-    computed from the untempered model distribution."""
-    max_new_tokens: int = 64
-    """Generated tokens per sample, the branch token included (capped so that prompt + new
-    tokens fit the model's context; prompts that leave no room are left-truncated)."""
-    batch_size: int = 16
-    """Questions per batch (rows = questions x branches x samples); also one resume shard."""
-    seed: int = 0
-    """Sampling seed; each question's generator is seeded from (seed, question id)."""
-    branching: str = "topk"
-    """``topk``: the paper's first-step top-k branching; ``raw``: plain sampling of
-    branches x samples_per_branch continuations with the same budget (ablation; branch -1)."""
-    stop: list[str] = field(default_factory=list)
-    """Stop strings: a sample ends at the first one, which is cut from its text (empty: the
-    paper's protocol, where imitative continuations are left for the pattern filter)."""
-    backend: str = "hf"
-    """``hf``: this module's transformers decoder; ``vllm``: sert/sampling_vllm.py (GPU, optional extra)."""
-    device: str = "auto"
-    """Device for the hf backend: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``..."""
-
 
 @dataclass
 class Sample:

@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sert.errors import EmptyResultError, ParamsError
+from sert.errors import EmptyResultError
 from sert.filtering import FilterConfig, filter_samples, format_funnel
-from sert.sampling import BACKENDS, HFSampler, Progress, Sample, SampleConfig, batches, resolve_device
+from sert.sampling import HFSampler, Progress, Sample, SampleConfig, batches, resolve_device
 from sert.shards import ShardedWriter, fingerprint
 
 CODE = tuple(Path(__file__).with_name(name) for name in ("sampling.py", "sampling_vllm.py", "text.py"))
@@ -47,8 +47,6 @@ def open_sampler(cfg: SampleConfig, model_path: str | Path, model=None, tokenize
         from sert.sampling_vllm import VllmSampler
 
         return VllmSampler(str(model_path), cfg, trust_remote_code=trust_remote_code)
-    if cfg.backend != "hf":
-        raise ParamsError(f"sample.backend: expected one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
     if model is None:
         from sert.modeling import load_student
 

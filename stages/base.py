@@ -41,6 +41,7 @@ def main(params: Path = ParamsOption) -> None:
                         checkpoint_every=cfg.checkpoint_every),
             tokenizer.pad_token_id, total_steps=cfg.steps, desc="pretrain", checkpoint_dir=CHECKPOINTS / "base",
             on_step=LiveLossCurve(PLOTS / "pretrain.csv"),  # the curve so far, while pretraining runs
+            section="pretrain",
         )
         if not is_main_process():  # `accelerate launch`: one process writes the outputs
             return

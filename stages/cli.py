@@ -1,8 +1,9 @@
 """``sert``: the pipeline's stages as subcommands. ``dvc repro`` runs them in order (see dvc.yaml).
 
 Each stage lives in ``stages/<name>.py`` as a Typer function ``main``. Its module is imported only
-when that stage runs: the stages import torch and transformers (seconds), and ``sert --help`` or
-``sert tasks`` should not wait for them. The one-line summaries in ``sert --help`` are read from the
+when that stage runs: most stages import torch and transformers through the library modules they
+run (seconds), and ``sert --help`` or ``sert tasks`` should not wait for them. (Params are not the
+reason: ``stages/common.py`` and the schema in ``sert/config.py`` import no torch.) The one-line summaries in ``sert --help`` are read from the
 stages' docstrings without importing them.
 """
 

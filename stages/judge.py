@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from sert.errors import ApiError, ParamsError
+from sert.errors import ApiError
 from sert.io import read_jsonl, write_json, write_jsonl
 from sert.judge import Item, Judge
 from stages.common import METRICS, PREPARED, VARIANTS, ParamsOption, load_params, read_examples, stage
@@ -30,9 +30,6 @@ def main(params: Path = ParamsOption) -> None:
         write_json(METRICS / "judge.json", {"enabled": False})
         typer.echo("judge: disabled (judge.enabled: false)")
         return
-    unknown = [v for v in cfg.variants if v not in VARIANTS]
-    if unknown:
-        raise ParamsError(f"judge.variants: unknown variant {unknown[0]!r}; expected some of {', '.join(VARIANTS)}")
     judge = Judge(cfg)  # checks the key before reading anything
     questions = {ex.id: ex.question for ex in read_examples(PREPARED / "test.jsonl")}
     items = []

@@ -62,7 +62,7 @@ PAPER = {
     "filter": {"min_tokens": 25, "max_rep2": 0.2, "min_perplexity": 5.0, "min_reasoning_words": 3},
     # Fine-tune-CoT's zero-shot-CoT decoding (temperature 0, 128 tokens), which also produced the imported
     # text-davinci-002 file; `model` is read by the openai backend only.
-    "teacher": {"model": "gpt-3.5-turbo-instruct", "endpoint": "completions",
+    "teacher": {"model": "gpt-3.5-turbo-instruct", "api": {"endpoint": "completions"},
                 "reasoning_template": "Q: {question}\nA: Let's think step by step.",
                 "answer_template": "{prompt}{rationale}\nTherefore, the answer is", "temperature": 0.0,
                 "max_tokens": 128, "samples": 1, "only_correct": True},
@@ -116,20 +116,33 @@ PRESETS["strategyqa-smollm2-cpu"] = Preset(
 
 
 def _set(params: dict, dotted: str, value: Any, name: str) -> None:
-    section, key = dotted.split(".", 1)
-    if section not in params or key not in params[section]:
+    *parents, key = dotted.split(".")
+    node = params
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or key not in node:
         raise ParamsError(f"preset {name}: {dotted} is not a params key")
-    params[section][key] = copy.deepcopy(value)
+    node[key] = copy.deepcopy(value)
+
+
+def _merge(params: dict, values: dict, nested: bool = True) -> None:
+    """``params`` updated with ``values``: sections and the sub-sections ``teacher.api`` and
+    ``judge.api`` key by key; any other value (``task.options`` among them) is replaced whole."""
+    for key, value in values.items():
+        if nested and isinstance(value, dict) and isinstance(params.get(key), dict):
+            _merge(params[key], value, nested=False)
+        elif key == "api" and isinstance(value, dict):
+            params[key].update(copy.deepcopy(value))
+        else:
+            params[key] = copy.deepcopy(value)
 
 
 def protocol(task: str, model: str) -> dict:
     """The paper's protocol for ``task`` with student ``model``: library defaults, ``PAPER`` and the
     task's data and teacher (what every preset starts from)."""
     params = asdict(Params())
-    for section, values in copy.deepcopy({**PAPER, "student": {"model": model, "trust_remote_code": False}}).items():
-        params[section].update(values)
-    for section, values in copy.deepcopy(TASKS[task]).items():
-        params[section].update(values)
+    _merge(params, {**PAPER, "student": {"model": model, "trust_remote_code": False}})
+    _merge(params, TASKS[task])
     return params
 
 

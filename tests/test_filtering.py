@@ -66,8 +66,12 @@ def test_rep2_is_in_words_not_the_samples_token_rep2():
 
 
 def test_unknown_unit_is_a_params_error():
-    with pytest.raises(ParamsError, match="filter.unit"):
-        filter_samples([s("a", CHAIN)], FilterConfig(unit="letters"))
+    from sert.config import parse_section
+
+    with pytest.raises(ParamsError, match=r"^filter\.unit: expected 'words' or 'model', got 'letters'$"):
+        parse_section(FilterConfig, {"unit": "letters"}, "filter")
+    with pytest.raises(ParamsError, match="filter.unit"):  # measure() takes a bare unit name: it checks too
+        measure(s("a", CHAIN), "letters")
 
 
 def test_empty_sample_with_null_perplexity_is_dropped_without_error():

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from openai_server import judge_scores, start
 from sert.api import request_key
+from sert.config import ApiConfig
 from sert.judge import CRITERIA, parse_scores
 from sert.tasks import TaskConfig, get_task
 
@@ -53,15 +55,24 @@ def write_project(root: Path, base_url: str, n_train: int = 12, **teacher) -> li
         path.write_text("".join(json.dumps(ex.to_json()) + "\n" for ex in examples))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["task"]["options"] = {"modsum": {"n_train": n_train, "n_test": 6}}
-    params["teacher"].update({"backend": "openai", "model": "teacher-model", "base_url": base_url, "timeout": 1.5,
-                              "backoff_base": 0.001, "backoff_max": 0.01, "max_retries": 3, **teacher})
+    update(params["teacher"], {"backend": "openai", "model": "teacher-model", "base_url": base_url, "timeout": 1.5,
+                                "backoff_base": 0.001, "backoff_max": 0.01, "max_retries": 3, **teacher})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return splits["train"]
 
 
+API_KEYS = {f.name for f in dataclasses.fields(ApiConfig)}
+
+
+def update(section: dict, values: dict) -> None:
+    """Set keys of a teacher or judge section; the request machinery's go to its ``api``."""
+    for key, value in values.items():
+        (section["api"] if key in API_KEYS else section)[key] = value
+
+
 def set_params(root: Path, section: str, **values) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params[section].update(values)
+    update(params[section], values)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -177,7 +188,7 @@ def test_kill_and_rerun_never_requests_twice(project, fake, capsys):
             pass  # a line cut by the kill
     assert 12 <= len(cached) < 2 * n
     before = set(fake.counts)
-    assert 2 <= fake.max_in_flight <= 4  # teacher.concurrency requests in flight, never more
+    assert 2 <= fake.max_in_flight <= 4  # teacher.api.concurrency requests in flight, never more
     fake.reset_log()
     fake.delay = 0.0
     assert run_stage("teacher", capsys)[0] == 0
@@ -215,7 +226,7 @@ def test_missing_key_fails_before_any_work(project, fake, capsys, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     code, out = run_stage("teacher", capsys)
     assert code == 1
-    assert "error: teacher.api_key_env: environment variable OPENAI_API_KEY is not set" in out
+    assert "error: teacher.api.api_key_env: environment variable OPENAI_API_KEY is not set" in out
     assert fake.requests == [] and not CACHE.exists() and not Path("data/teacher.jsonl").exists()
     set_params(project, "teacher", api_key_env="MY_TEACHER_KEY")
     monkeypatch.setenv("MY_TEACHER_KEY", KEY)
@@ -225,7 +236,7 @@ def test_missing_key_fails_before_any_work(project, fake, capsys, monkeypatch):
 def test_budget_stops_before_exceeding_it(project, fake, capsys):
     write_project(project, fake.base_url, n_train=20, max_requests=9, concurrency=3)
     code, out = run_stage("teacher", capsys)
-    assert code == 1 and "budget exhausted: teacher.max_requests=9" in out
+    assert code == 1 and "budget exhausted: teacher.api.max_requests=9" in out
     assert len(fake.requests) == 9
     metrics = json.loads(Path("metrics/teacher.json").read_text())
     assert metrics["usage"]["requests_sent"] == 9 and metrics["n"] + metrics["failed"] == 20
@@ -236,7 +247,7 @@ def test_budget_stops_before_exceeding_it(project, fake, capsys):
     code, out = run_stage("teacher", capsys)
     metrics = json.loads(Path("metrics/teacher.json").read_text())
     spent = metrics["usage"]["total_tokens"]
-    assert code == 1 and "budget exhausted: teacher.max_tokens_total=1500" in out
+    assert code == 1 and "budget exhausted: teacher.api.max_tokens_total=1500" in out
     assert 0 < spent <= 1500 and len(fake.requests) == metrics["usage"]["requests_sent"] > 0
     assert metrics["usage"]["cache_hits"] >= 9
 
@@ -353,7 +364,7 @@ def test_cache_survives_a_truncated_line(tmp_path):
 def test_api_caches_are_kept_by_repro_and_git():
     """The default caches are no DVC output (repro would delete them) and are gitignored."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    caches = [Path(params["teacher"]["cache"]), Path(params["judge"]["cache"])]
+    caches = [Path(params["teacher"]["api"]["cache"]), Path(params["judge"]["api"]["cache"])]
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     outs = []
     for stage in stages.values():

@@ -210,11 +210,11 @@ def test_vllm_backend_without_vllm_is_a_one_line_error():
 
 @pytest.mark.parametrize("key, value", [("backend", "tgi"), ("branching", "beam"), ("stop", ["x", ""])])
 def test_unknown_backend_or_branching_is_a_params_error(key, value):
+    from sert.config import parse_section
     from sert.errors import ParamsError
-    from stages.sample import check_sample_params
 
-    with pytest.raises(ParamsError, match=f"sample.{key}"):
-        check_sample_params(SampleConfig(**{key: value}))
+    with pytest.raises(ParamsError, match=rf"^sample\.{key}"):
+        parse_section(SampleConfig, {key: value}, "sample")
 
 
 # --- end tokens ------------------------------------------------------------------------------

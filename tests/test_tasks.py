@@ -59,13 +59,13 @@ def test_validate_rejects_answers_outside_the_space(modsum):
 def test_unknown_task_and_options():
     with pytest.raises(TaskError, match="unknown task 'nope'.*modsum"):
         get_task(TaskConfig(name="nope"))
-    with pytest.raises(TaskError, match=r"task\.options\.modsum\.n_terms: expected an integer in \[2, 8\]"):
+    with pytest.raises(SertError, match=r"task\.options\.modsum\.n_terms: must be in \[2, 8\], got 20"):
         get_task(TaskConfig(options={"modsum": {"n_terms": 20}}))
     with pytest.raises(SertError, match=r"task\.options\.modsum\.terms: unknown key; allowed: n_train, n_test, n_terms"):
         get_task(TaskConfig(options={"modsum": {"terms": 3}}))
     with pytest.raises(SertError, match=r"task\.options\.modsum\.n_train: expected int, got 'many'"):
         get_task(TaskConfig(options={"modsum": {"n_train": "many"}}))
-    with pytest.raises(TaskError, match=r"task\.options\.modsum\.n_test: must be at least 1, got 0"):
+    with pytest.raises(SertError, match=r"task\.options\.modsum\.n_test: must be at least 1, got 0"):
         get_task(TaskConfig(options={"modsum": {"n_test": 0}}))
     with pytest.raises(TaskError, match=r"task\.options\.modsum: modsum with 2 terms has only 100 distinct"):
         get_task(TaskConfig(options={"modsum": {"n_terms": 2}}))

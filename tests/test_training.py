@@ -18,8 +18,9 @@ import yaml
 from safetensors.torch import load_file
 
 from sert.errors import ParamsError
-from sert.training import (IGNORE, LabelLoss, LiveLossCurve, TrainConfig, check_config, collate, group_by_length,
-                           split_batch, train_causal_lm)
+from sert.config import parse_section
+from sert.training import (IGNORE, LabelLoss, LiveLossCurve, TrainConfig, collate, group_by_length, split_batch,
+                           train_causal_lm)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,8 +128,11 @@ def test_split_batch_and_length_grouping_keep_every_example():
 @pytest.mark.parametrize("key,value", [("precision", "fp16"), ("device", "tpu"), ("grad_accum", 0),
                                        ("grad_accum", 16), ("checkpoint_every", -1)])
 def test_bad_training_params_name_the_key(key, value):
-    with pytest.raises(ParamsError, match=f"train.{key}"):
-        check_config(TrainConfig(batch_size=8, **{key: value}))
+    with pytest.raises(ParamsError, match=rf"^train\.{key}: "):
+        parse_section(TrainConfig, {"batch_size": 8, key: value}, "train")
+    # The caller's section names the key: pretraining's errors say pretrain, not train.
+    with pytest.raises(ParamsError, match=rf"^pretrain\.{key}: "):
+        parse_section(TrainConfig, {"batch_size": 8, key: value}, "pretrain")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -143,7 +147,7 @@ def test_bad_precision_in_params_file_fails_before_work(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"]["precision"] = "half"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(ParamsError, match="train.precision: expected one of auto, fp32, bf16"):
+    with pytest.raises(ParamsError, match="train.precision: expected 'auto', 'fp32' or 'bf16', got 'half'"):
         load_params(tmp_path / "params.yaml")
 
 

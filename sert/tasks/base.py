@@ -15,7 +15,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from sert.config import from_mapping
+from pydantic import Field
+
+from sert.config import Int, TaskConfig, config_class, parse_section
 from sert.errors import DataError, TaskError
 from sert.text import split_answer_clause
 
@@ -46,50 +48,18 @@ class Example:
         )
 
 
-@dataclass
-class TaskConfig:
-    """Which task to build and how to split it (the ``task`` section of params).
-
-    Nothing here is specific to one task, so switching ``name`` (and ``source``) never trips over
-    another task's settings: a dataset task gives its whole published split unless a subset is
-    asked for, and task-specific settings (a generated task's sizes among them) live under
-    ``options.<task name>``, read only by that task.
-    """
-
-    name: str = "modsum"
-    """Registered task name (see ``sert tasks`` or ``sert.tasks.TASKS``)."""
-    source: str | None = None
-    """Where a dataset task reads its data: null for the task's default download (through
-    ``datasets``), or a local file/directory in the original format; synthetic tasks ignore it."""
-    split_file: str | None = None
-    """JSON ``{"train": [...], "test": [...]}`` of indices into the source's examples (tasks without
-    a published split only); null splits by ``seed`` (Fine-tune-CoT's 70/30 rule)."""
-    test_fraction: float = 0.3
-    """Share of examples in the test split when splitting by seed (Fine-tune-CoT: 0.3)."""
-    seed: int = 0
-    """Seed for generating and splitting the data (Fine-tune-CoT: 0)."""
-    subset_train: int | None = None
-    """A deliberate subset: keep only the first this many train questions of the task's split, in
-    split order (null: the whole split, as in the paper)."""
-    subset_test: int | None = None
-    """Likewise for the test split (null: all of it)."""
-    options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Task-specific options keyed by task name, e.g. ``{"modsum": {"n_train": 400, "n_terms": 4}}``;
-    each entry is validated by its task's ``Options`` and only ``name``'s entry is used."""
-
-
-@dataclass(frozen=True)
+@config_class(frozen=True)
 class NoOptions:
     """Options of a task that has none (the dataset tasks)."""
 
 
-@dataclass(frozen=True)
+@config_class(frozen=True)
 class GeneratedSizes:
     """The sizes of a generated task's splits (a dataset task's come from its data)."""
 
-    n_train: int = 350
+    n_train: Int = Field(350, ge=1)
     """Training questions to generate (Fine-tune-CoT's symbolic tasks: 500 questions, 70/30)."""
-    n_test: int = 150
+    n_test: Int = Field(150, ge=1)
     """Test questions to generate, disjoint from the training ones."""
 
 
@@ -98,7 +68,8 @@ class Task:
 
     name: ClassVar[str]
     Options: ClassVar[type] = NoOptions
-    """The dataclass of ``task.options.<name>``: typed, documented, unknown keys rejected."""
+    """The ``sert.config.config_class`` of ``task.options.<name>``: typed, documented, bounded,
+    unknown keys rejected."""
     answer_space: ClassVar[tuple[str, ...] | None] = None
     """The allowed gold answers, or None for open answers (numbers)."""
     candidate_pattern: ClassVar[re.Pattern[str]] = re.compile(r"\S+")
@@ -113,18 +84,14 @@ class Task:
         key = f"task.options.{cls.name}"
         if raw and not dataclasses.fields(cls.Options):
             raise TaskError(f"{key}: task {cls.name!r} takes no options, got {sorted(raw) if isinstance(raw, dict) else raw!r}")
-        options = from_mapping(cls.Options, raw, key)
-        for f in dataclasses.fields(options):
-            value = getattr(options, f.name)
-            # Every option so far is a count; a task with another kind overrides check_options.
-            if isinstance(value, int) and value < 1:
-                raise TaskError(f"{key}.{f.name}: must be at least 1, got {value}")
+        options = parse_section(cls.Options, raw, key)
         cls.check_options(options, key)
         return options
 
     @classmethod
     def check_options(cls, options: Any, key: str) -> None:
-        """Task-specific range checks of the parsed options (none by default)."""
+        """Task-specific checks between the parsed options (none by default; a single option's
+        bounds are declared on its field)."""
 
     # -- data -----------------------------------------------------------------
     def load(self) -> dict[str, list[Example]]:

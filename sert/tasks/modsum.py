@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from pydantic import Field
+
+from sert.config import Int, config_class
 
 from sert.tasks.base import Example, GeneratedSizes, Task, TaskError
 from sert.tasks.registry import register_task
@@ -27,15 +29,15 @@ ORACLE_OPENING = "We add the numbers one at a time and keep the last digit. "
 """The oracle teacher's first sentence (its own words, not the student's latent "First, ...")."""
 
 
-@dataclass(frozen=True)
+@config_class(frozen=True)
 class ModsumOptions(GeneratedSizes):
     """``task.options.modsum``: the tiny world's sizes and question length."""
 
-    n_train: int = 400
+    n_train: Int = Field(400, ge=1)
     """Training questions to generate."""
-    n_test: int = 200
+    n_test: Int = Field(200, ge=1)
     """Test questions to generate, disjoint from the training ones."""
-    n_terms: int = 4
+    n_terms: Int = Field(4, ge=2, le=8)
     """Number of single-digit terms per question (chain length is n_terms - 1 steps)."""
 
 
@@ -77,8 +79,6 @@ class Modsum(Task):
 
     @classmethod
     def check_options(cls, options: ModsumOptions, key: str) -> None:
-        if not 2 <= options.n_terms <= 8:
-            raise TaskError(f"{key}.n_terms: expected an integer in [2, 8], got {options.n_terms!r}")
         total = options.n_train + options.n_test
         if total > 10**options.n_terms:
             raise TaskError(f"{key}: modsum with {options.n_terms} terms has only {10**options.n_terms} distinct "

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from pydantic import Field
+
+from sert.config import Int, config_class
 
 from sert.errors import TaskError
 from sert.tasks.base import Example, GeneratedSizes, Task
@@ -28,11 +30,11 @@ NAMES = (
 ).split()
 
 
-@dataclass(frozen=True)
+@config_class(frozen=True)
 class SymbolicOptions(GeneratedSizes):
     """``task.options.coinflip`` / ``task.options.lastletter``."""
 
-    n_items: int = 4
+    n_items: Int = Field(4, ge=1, le=8)
     """People flipping the coin / names to concatenate (Wei et al., Kojima et al.: 4)."""
 
 
@@ -40,11 +42,6 @@ class GeneratedTask(Task):
     """A task that generates its questions: ``draw`` one (question, answer, reference) from an rng."""
 
     Options = SymbolicOptions
-
-    @classmethod
-    def check_options(cls, options: SymbolicOptions, key: str) -> None:
-        if not 1 <= options.n_items <= 8:
-            raise TaskError(f"{key}.n_items: expected an integer in [1, 8], got {options.n_items!r}")
 
     @property
     def n_items(self) -> int:

@@ -9,53 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
-from sert.api import ApiConfig
-from sert.config import check
+from sert.config import TeacherConfig  # noqa: F401  (re-exported: the config moved to sert.config)
 from sert.evaluation import EvalConfig, score
 from sert.tasks import Example, Task
-
-
-@dataclass
-class TeacherConfig(ApiConfig):
-    """Where teacher rationales come from (the ``teacher`` section of params)."""
-
-    backend: str = "oracle"
-    """Registered backend name (``oracle`` for the synthetic tasks)."""
-    source: str | None = None
-    """Input file for backends that read existing completions."""
-    model: str | None = None
-    """Teacher model name for API backends."""
-    only_correct: bool = True
-    """Distil only rationales whose answer is correct (Fine-tune-CoT's rule)."""
-    coverage: float = 1.0
-    """Oracle only: share of the training questions the teacher answers, in (0, 1]; which ones is
-    drawn with ``seed`` (one permutation, a prefix: the questions covered at 0.1 are covered at 0.25)."""
-    error_rate: float = 0.0
-    """Oracle only: share of the covered questions whose rationale has one wrong arithmetic step (and
-    so a wrong answer), in [0, 1); drawn with ``seed``, scored and filtered by ``only_correct`` like
-    any teacher's. Needs a task that can write wrong rationales (modsum)."""
-    # -- API backends (``openai``); base_url, endpoint, concurrency, retries and budget are ``ApiConfig``'s --
-    system: str | None = None
-    """Optional system message (chat) or preamble (completions); None sends none."""
-    reasoning_template: str = "Q: {question}\nA: Let's think step by step."
-    """Step 1 prompt (zero-shot CoT); must contain ``{question}``."""
-    answer_template: str = "{prompt}{rationale}\nTherefore, the answer is"
-    """Step 2 prompt; ``{prompt}`` is step 1's prompt, ``{rationale}`` its completion."""
-    temperature: float = 0.0
-    """Sampling temperature of the reasoning step (Fine-tune-CoT: 0; diverse reasoning: 0.7)."""
-    max_tokens: int = 128
-    """Reasoning completion length in tokens (Fine-tune-CoT: 128)."""
-    answer_max_tokens: int = 32
-    """Answer completion length in tokens."""
-    samples: int = 1
-    """Rationales per question (Fine-tune-CoT's diverse reasoning: several, with temperature > 0)."""
-    seed: int = 0
-    """API backends: first request seed when ``samples`` > 1 (sample i sends seed + i, so each is its
-    own request). Oracle: picks the covered questions, the wrong ones and each wrong step."""
-    max_failed_share: float = 0.0
-    """The stage fails if more than this share of (question, sample) jobs failed."""
-    cache: str = ".sert-cache/teacher.jsonl"
-    """Response cache (append-only; gitignored and not a DVC output, so ``dvc repro`` keeps it)."""
 
 
 @dataclass
@@ -92,18 +48,6 @@ class Teacher:
         Table II scores its teacher row), for the report's teacher row; or a one-line reason why
         this backend has none. Never sends a request: API backends have none."""
         return f"the {self.config.backend} backend has no test-split outputs (no requests are sent for test questions)"
-
-
-def check_teacher_config(config: TeacherConfig, task: Task) -> None:
-    """Ranges of the oracle's scarcity params, and that only the oracle (on a task that can err)
-    takes them: one-line ParamsErrors naming the key."""
-    check(0 < config.coverage <= 1, "teacher.coverage", f"must be in (0, 1], got {config.coverage}")
-    check(0 <= config.error_rate < 1, "teacher.error_rate", f"must be in [0, 1), got {config.error_rate}")
-    for key, value, neutral in (("coverage", config.coverage, 1.0), ("error_rate", config.error_rate, 0.0)):
-        check(config.backend == "oracle" or value == neutral, f"teacher.{key}",
-              f"only the oracle backend takes it (teacher.backend is {config.backend!r}); set {neutral}")
-    check(config.error_rate == 0 or task.can_write_wrong_rationales(), "teacher.error_rate",
-          f"task {task.name!r} cannot write wrong rationales (modsum can); set 0.0")
 
 
 def teacher_metrics(rationales: list[Rationale]) -> dict:

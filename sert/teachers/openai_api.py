@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sert.api import ApiClient, Failure, RequestFailed, api_config, failure_summary, run_jobs
-from sert.errors import ParamsError
+from sert.api import ApiClient, Failure, RequestFailed, failure_summary, run_jobs
 from sert.tasks import Example, Task
 from sert.teachers.base import Rationale, Teacher, TeacherConfig
 from sert.teachers.registry import register_teacher
@@ -34,22 +33,8 @@ class OpenAITeacher(Teacher):
 
     def __init__(self, config: TeacherConfig, task: Task) -> None:
         super().__init__(config, task)
-        if not config.model:
-            raise ParamsError("teacher.model: required for teacher.backend openai (e.g. gpt-4o-mini)")
-        for key, fields in (("reasoning_template", ("{question}",)),
-                            ("answer_template", ("{prompt}", "{rationale}"))):
-            template = getattr(config, key)
-            missing = [f for f in fields if f not in template]
-            if missing:
-                raise ParamsError(f"teacher.{key}: must contain {missing[0]}")
-            try:  # other braces would fail mid-run, after requests were paid for
-                template.format(question="q", prompt="p", rationale="r")
-            except (KeyError, IndexError, ValueError) as err:
-                raise ParamsError(f"teacher.{key}: bad placeholder ({err!r}); allowed: {{question}}, "
-                                  "{prompt}, {rationale} (write literal braces as {{ }})") from None
-        if config.samples > 1 and config.temperature == 0:
-            raise ParamsError("teacher.samples: several samples per question need teacher.temperature > 0")
-        self.client = ApiClient(api_config(config), "teacher")  # reads the key: fails before any work
+        # config's own rules (a model, templates, samples vs temperature) are sert.config's
+        self.client = ApiClient(config.api, "teacher.api")  # reads the key: fails before any work
         self.failures: list[Failure] = []
         self.n_jobs = 0
 

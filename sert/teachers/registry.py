@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sert.errors import ParamsError
 from sert.tasks import Task
-from sert.teachers.base import Teacher, TeacherConfig, check_teacher_config
+from sert.teachers.base import Teacher, TeacherConfig
 
 
 TEACHERS: dict[str, type[Teacher]] = {}
@@ -22,5 +22,4 @@ def get_teacher(config: TeacherConfig, task: Task) -> Teacher:
         raise ParamsError(
             f"teacher.backend: unknown backend {config.backend!r}; available: {', '.join(sorted(TEACHERS))}"
         )
-    check_teacher_config(config, task)
     return TEACHERS[config.backend](config, task)
