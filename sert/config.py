@@ -68,6 +68,9 @@ VARIANTS = ("base", "finetune", "sert", "rd", "sert_rd")
 """Evaluated variants, in report order."""
 BACKENDS = ("hf", "vllm")
 """``sample.backend`` values."""
+TEACHER_BACKENDS = ("oracle", "import", "openai")
+"""``teacher.backend`` values: the names in ``sert.teachers.TEACHERS`` (a test keeps them equal;
+listed here because this module imports no backend code)."""
 BRANCHINGS = ("topk", "raw")
 """``sample.branching`` values."""
 UNITS = ("words", "model")
@@ -333,8 +336,9 @@ def _check_template(value: str, required: tuple[str, ...], allowed: dict[str, st
 class TeacherConfig:
     """Where teacher rationales come from (the ``teacher`` section of params)."""
 
-    backend: Str = "oracle"
-    """Registered backend name (``oracle`` for the synthetic tasks)."""
+    backend: Literal[TEACHER_BACKENDS] = "oracle"
+    """Registered backend (``sert.teachers``): ``oracle`` (synthetic tasks), ``import`` (existing
+    completions in ``source``) or ``openai`` (any OpenAI-compatible server)."""
     source: Str | None = None
     """Input file for backends that read existing completions."""
     model: Str | None = None

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-VARIANTS = ("base", "finetune", "sert", "rd", "sert_rd")
-"""Evaluated variants, in report order."""
-
 # Data (DVC outputs, cached)
 PREPARED = Path("data/prepared")
 """The task's prepared splits: ``train.jsonl`` and ``test.jsonl`` (prepare stage)."""
@@ -36,10 +33,27 @@ ROUNDS = MODELS / "sert_rounds"
 
 # Metrics, plots and reports (git-tracked, ``cache: false``)
 METRICS = Path("metrics")
+BASE_METRICS = METRICS / "base.json"
+FILTER_METRICS = METRICS / "filter.json"
+"""The filter funnel: samples left after each filter."""
+FILTER_EXAMPLES = METRICS / "filter_examples.md"
+TEACHER_METRICS = METRICS / "teacher.json"
 EVAL = METRICS / "eval"
 """One ``<variant>.json`` of test metrics per variant, and ``teacher.json`` for the teacher row."""
+TRAIN_METRICS = METRICS / "train"
+ROUNDS_METRICS = METRICS / "rounds.json"
+JUDGE_METRICS = METRICS / "judge.json"
+REPORT = METRICS / "report.md"
+FIGURE = METRICS / "report.svg"
+COMPARE = METRICS / "compare.json"
+"""Paired comparisons of variants, keyed by pair."""
 PLOTS = METRICS / "plots"
 """Plot data for ``dvc plots show`` (loss curves, funnel, per-variant bars, confusion)."""
+PRETRAIN_CURVE = PLOTS / "pretrain.csv"
+FUNNEL_PLOT = PLOTS / "funnel.json"
+VARIANTS_PLOT = PLOTS / "variants.json"
+ROUNDS_PLOT = PLOTS / "rounds.json"
+CONFUSION = PLOTS / "confusion"
 
 # Work directories (gitignored, outside DVC's outputs so that `dvc repro` does not delete them)
 CACHE = Path(".sert-cache")
@@ -48,6 +62,8 @@ CHECKPOINTS = CACHE / "checkpoints"
 written (DVC deletes a stage's outs before running it, and caching optimizer state would be waste)."""
 SAMPLE_WORK = CACHE / "sample"
 """Finished sampling shards, keyed by a hash of everything that determines them (sert/shards.py)."""
+ROUNDS_WORK = CACHE / "train-sert"
+"""Iterated SERT's sampling shards of rounds 2..N (``round-<k>/``), removed once its outputs are written."""
 
 
 def model(variant: str) -> Path:
@@ -63,3 +79,18 @@ def predictions(variant: str) -> Path:
 def eval_metrics(variant: str) -> Path:
     """``metrics/eval/<variant>.json``."""
     return EVAL / f"{variant}.json"
+
+
+def train_metrics(variant: str) -> Path:
+    """``metrics/train/<variant>.json``."""
+    return TRAIN_METRICS / f"{variant}.json"
+
+
+def loss_curve(variant: str) -> Path:
+    """``metrics/plots/train/<variant>.csv``: loss per optimizer step."""
+    return PLOTS / "train" / f"{variant}.csv"
+
+
+def confusion(variant: str) -> Path:
+    """``metrics/plots/confusion/<variant>.json``."""
+    return CONFUSION / f"{variant}.json"

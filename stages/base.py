@@ -9,12 +9,13 @@ from pathlib import Path
 
 import typer
 
+from sert import paths
 from sert.io import atomic_path, write_json
 from sert.modeling import build_tiny_model, load_student, save_student, train_tokenizer
 from sert.tasks import get_task
 from sert.training import LiveLossCurve, TrainConfig, encode_segments, is_main_process, train_causal_lm
-from stages.common import BASE_MODEL, METRICS, PREPARED, ParamsOption, load_params, read_examples, stage
-from stages.train_common import CHECKPOINTS, PLOTS, write_loss_curve
+from stages.common import ParamsOption, load_params, read_examples, stage
+from stages.train_common import write_loss_curve
 
 
 @stage
@@ -27,7 +28,7 @@ def main(params: Path = ParamsOption) -> None:
     if p.student.model == "tiny":
         cfg = p.pretrain
         task = get_task(p.task)
-        splits = {split: read_examples(PREPARED / f"{split}.jsonl") for split in ("train", "test")}
+        splits = {split: read_examples(paths.PREPARED / f"{split}.jsonl") for split in ("train", "test")}
         held_out = {ex.question for examples in splits.values() for ex in examples}
         docs = task.pretraining_corpus(random.Random(cfg.seed), cfg.documents, cfg.worked_fraction,
                                        cfg.fact_fraction, held_out, splits["train"])
@@ -39,22 +40,22 @@ def main(params: Path = ParamsOption) -> None:
             TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, schedule="cosine", warmup_steps=min(50, cfg.steps // 10),
                         weight_decay=0.1, max_length=cfg.n_positions, seed=cfg.seed,
                         checkpoint_every=cfg.checkpoint_every),
-            tokenizer.pad_token_id, total_steps=cfg.steps, desc="pretrain", checkpoint_dir=CHECKPOINTS / "base",
-            on_step=LiveLossCurve(PLOTS / "pretrain.csv"),  # the curve so far, while pretraining runs
+            tokenizer.pad_token_id, total_steps=cfg.steps, desc="pretrain", checkpoint_dir=paths.CHECKPOINTS / "base",
+            on_step=LiveLossCurve(paths.PRETRAIN_CURVE),  # the curve so far, while pretraining runs
             section="pretrain",
         )
         if not is_main_process():  # `accelerate launch`: one process writes the outputs
             return
-        write_loss_curve(PLOTS / "pretrain.csv", losses)
+        write_loss_curve(paths.PRETRAIN_CURVE, losses)
         tail = losses[-max(1, len(losses) // 20):]
         metrics.update(pretrain_loss=round(sum(tail) / len(tail), 4), steps=cfg.steps, documents=len(docs))
     else:
         model, tokenizer = load_student(p.student.model, p.student.trust_remote_code)
-        write_loss_curve(PLOTS / "pretrain.csv", [])  # no pretraining: an empty curve (the out must exist)
+        write_loss_curve(paths.PRETRAIN_CURVE, [])  # no pretraining: an empty curve (the out must exist)
     metrics["parameters"] = sum(t.numel() for t in model.parameters())
-    with atomic_path(BASE_MODEL, directory=True) as tmp:
+    with atomic_path(paths.BASE_MODEL, directory=True) as tmp:
         save_student(model, tokenizer, tmp)
-    write_json(METRICS / "base.json", metrics)  # no wall time here: it would make `dvc metrics diff` noisy
-    shutil.rmtree(CHECKPOINTS / "base", ignore_errors=True)
+    write_json(paths.BASE_METRICS, metrics)  # no wall time here: it would make `dvc metrics diff` noisy
+    shutil.rmtree(paths.CHECKPOINTS / "base", ignore_errors=True)
     typer.echo(f"base: {p.student.model} ({metrics['parameters']:,} parameters) in "
-               f"{time.time() - started:.1f} s -> {BASE_MODEL}")
+               f"{time.time() - started:.1f} s -> {paths.BASE_MODEL}")

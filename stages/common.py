@@ -1,4 +1,4 @@
-"""What every stage shares: the params file, output paths, and error reporting.
+"""What every stage shares: the params file and error reporting (artifact paths: ``sert.paths``).
 
 Light on purpose (no torch): the params schema and the checks of its values live in
 ``sert.config``; this module reads the file (the library never does) and adds the checks that
@@ -17,12 +17,6 @@ from sert.io import read_jsonl
 from sert.tasks import Example, get_task
 from stages.errors import stage  # noqa: F401  (re-exported: every stage imports it from here)
 
-PREPARED = Path("data/prepared")
-BASE_MODEL = Path("models/base")
-SAMPLES = Path("data/samples.jsonl")
-SELF_TRAIN = Path("data/self_train.jsonl")
-TEACHER = Path("data/teacher.jsonl")
-METRICS = Path("metrics")
 
 ParamsOption = typer.Option(Path("params.yaml"), "--params", help="Params file to read (DVC passes params.yaml).")
 

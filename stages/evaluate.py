@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from sert import paths
 from sert.errors import ParamsError
 from sert.evaluation import score
 from sert.formats import fill_prompt
@@ -13,7 +14,7 @@ from sert.io import write_json, write_jsonl
 from sert.modeling import load_student
 from sert.sampling import generate_greedy
 from sert.tasks import get_task
-from stages.common import METRICS, PREPARED, VARIANTS, ParamsOption, load_params, read_examples, stage
+from stages.common import VARIANTS, ParamsOption, load_params, read_examples, stage
 
 
 @stage
@@ -29,14 +30,14 @@ def main(variant: str = typer.Argument(..., help=f"One of: {', '.join(VARIANTS)}
         raise ParamsError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     p = load_params(params)
     task = get_task(p.task)
-    examples = read_examples(PREPARED / "test.jsonl")
+    examples = read_examples(paths.TEST)
     template = p.prompts.zero_shot if variant == "base" else p.prompts.train
-    model, tokenizer = load_student(str(Path("models") / variant))
+    model, tokenizer = load_student(paths.model(variant), p.student.trust_remote_code)
     generations = generate_greedy(model, tokenizer, [fill_prompt(template, ex.question) for ex in examples],
                                   p.evaluate.max_new_tokens, p.evaluate.batch_size, desc=f"evaluate {variant}")
     records, metrics = score(task, examples, generations, p.evaluate)
-    write_jsonl(Path("data/predictions") / f"{variant}.jsonl", records)
-    write_json(METRICS / "eval" / f"{variant}.json", metrics)
+    write_jsonl(paths.predictions(variant), records)
+    write_json(paths.eval_metrics(variant), metrics)
     low, high = metrics["accuracy_ci"]
     typer.echo(f"evaluate {variant}: accuracy {metrics['accuracy']:.3f} [95% {low:.3f}, {high:.3f}], "
                f"reasoning {metrics['reasoning_rate']:.3f}")

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import typer
 
+from sert import paths
 from sert.filtering import filter_examples, format_funnel, render_filter_examples
 from sert.formats import reasoning_of
 from sert.io import read_jsonl, write_json, write_jsonl, write_text
 from sert.sampling import Sample
 from sert.selftrain import answer_check, select_paths
 from sert.tasks import get_task
-from stages.common import METRICS, PREPARED, SAMPLES, SELF_TRAIN, ParamsOption, load_params, read_examples, stage
+from stages.common import ParamsOption, load_params, read_examples, stage
 
 
 @stage
@@ -21,9 +22,9 @@ def main(params: Path = ParamsOption) -> None:
     """Write data/self_train.jsonl (one filtered path per question), metrics/filter.json (the funnel)
     and metrics/filter_examples.md (ten real samples each filter removed and ten it kept)."""
     p = load_params(params)
-    examples = {ex.id: ex for ex in read_examples(PREPARED / "train.jsonl")}
+    examples = {ex.id: ex for ex in read_examples(paths.TRAIN)}
     fields = tuple(Sample.__dataclass_fields__)
-    samples = [Sample(**{k: r[k] for k in fields}) for r in read_jsonl(SAMPLES, required=fields)]
+    samples = [Sample(**{k: r[k] for k in fields}) for r in read_jsonl(paths.SAMPLES, required=fields)]
     task = get_task(p.task)
     selected, funnel = select_paths(samples, p.filter, answer_check(task, examples))
     records = []
@@ -31,8 +32,8 @@ def main(params: Path = ParamsOption) -> None:
         ex = examples[s.id]
         records.append({"id": s.id, "question": ex.question, "answer": ex.answer,
                         "reasoning": reasoning_of(s.text), "sample": s.text})
-    write_jsonl(SELF_TRAIN, records)
-    write_json(METRICS / "filter.json", funnel)
-    write_text(METRICS / "filter_examples.md", render_filter_examples(
+    write_jsonl(paths.SELF_TRAIN, records)
+    write_json(paths.FILTER_METRICS, funnel)
+    write_text(paths.FILTER_EXAMPLES, render_filter_examples(
         filter_examples(samples, p.filter), p.filter, {i: ex.question for i, ex in examples.items()}))
-    typer.echo(f"filter: {format_funnel(funnel)} -> {SELF_TRAIN}")
+    typer.echo(f"filter: {format_funnel(funnel)} -> {paths.SELF_TRAIN}")

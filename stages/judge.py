@@ -12,12 +12,12 @@ from pathlib import Path
 
 import typer
 
+from sert import paths
 from sert.errors import ApiError
 from sert.io import read_jsonl, write_json, write_jsonl
 from sert.judge import Item, Judge
-from stages.common import METRICS, PREPARED, VARIANTS, ParamsOption, load_params, read_examples, stage
+from stages.common import VARIANTS, ParamsOption, load_params, read_examples, stage
 
-JUDGED = Path("data/judge.jsonl")
 
 
 @stage
@@ -26,20 +26,20 @@ def main(params: Path = ParamsOption) -> None:
     p = load_params(params)
     cfg = p.judge
     if not cfg.enabled:
-        write_jsonl(JUDGED, [])
-        write_json(METRICS / "judge.json", {"enabled": False})
+        write_jsonl(paths.JUDGED, [])
+        write_json(paths.JUDGE_METRICS, {"enabled": False})
         typer.echo("judge: disabled (judge.enabled: false)")
         return
     judge = Judge(cfg)  # checks the key before reading anything
-    questions = {ex.id: ex.question for ex in read_examples(PREPARED / "test.jsonl")}
+    questions = {ex.id: ex.question for ex in read_examples(paths.TEST)}
     items = []
     for variant in cfg.variants or VARIANTS:
-        records = read_jsonl(Path("data/predictions") / f"{variant}.jsonl", required=("id", "output"))
+        records = read_jsonl(paths.predictions(variant), required=("id", "output"))
         items += [Item(variant, r["id"], questions[r["id"]], r["output"])
                   for r in records[: cfg.max_outputs] if r["id"] in questions]
     records, metrics = judge.run(items)
-    write_jsonl(JUDGED, records)
-    write_json(METRICS / "judge.json", metrics)
+    write_jsonl(paths.JUDGED, records)
+    write_json(paths.JUDGE_METRICS, metrics)
     if items and metrics["failed"] / len(items) > cfg.max_failed_share:
         reasons = "; ".join(f"{n} x {r}" for r, n in list(metrics["failure_reasons"].items())[:3])
         raise ApiError(f"judge: {metrics['failed']} of {len(items)} outputs not scored (more than "

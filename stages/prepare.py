@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
+from sert import paths
 from sert.errors import TaskError
 from sert.io import atomic_path, write_jsonl
 from sert.tasks import get_task
-from stages.common import PREPARED, ParamsOption, load_params, stage
+from stages.common import ParamsOption, load_params, stage
 
 
 @stage
@@ -27,7 +28,7 @@ def main(params: Path = ParamsOption) -> None:
             if ex.id in seen:
                 raise TaskError(f"task {task.name!r}: duplicate id {ex.id!r}")
             seen.add(ex.id)
-    with atomic_path(PREPARED, directory=True) as tmp:
+    with atomic_path(paths.PREPARED, directory=True) as tmp:
         for split, examples in splits.items():
             write_jsonl(tmp / f"{split}.jsonl", (ex.to_json() for ex in examples))
-    typer.echo(f"prepare: {task.name}: {len(splits['train'])} train, {len(splits['test'])} test -> {PREPARED}")
+    typer.echo(f"prepare: {task.name}: {len(splits['train'])} train, {len(splits['test'])} test -> {paths.PREPARED}")

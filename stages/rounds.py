@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from sert import paths
 from sert.errors import DataError
 from sert.evaluation import score
 from sert.formats import fill_prompt
@@ -19,10 +20,8 @@ from sert.io import read_json, write_json
 from sert.modeling import load_student
 from sert.sampling import generate_greedy
 from sert.tasks import get_task
-from stages.common import METRICS, PREPARED, ParamsOption, load_params, read_examples, stage
-from stages.train_common import ROUNDS
+from stages.common import ParamsOption, load_params, read_examples, stage
 
-PLOT = METRICS / "plots" / "rounds.json"
 
 
 @stage
@@ -30,18 +29,18 @@ def main(params: Path = ParamsOption) -> None:
     """Write metrics/rounds.json (per round: samples, selected, accuracy, reasoning_rate) and the
     plot data metrics/plots/rounds.json."""
     p = load_params(params)
-    stats = read_json(ROUNDS / "rounds.json")
+    stats = read_json(paths.ROUNDS / "rounds.json")
     if [s["round"] for s in stats] != list(range(1, len(stats) + 1)):
-        raise DataError(f"{ROUNDS / 'rounds.json'}: expected rounds 1..N in order")
+        raise DataError(f"{paths.ROUNDS / 'rounds.json'}: expected rounds 1..N in order")
     task = get_task(p.task)
-    examples = read_examples(PREPARED / "test.jsonl")
+    examples = read_examples(paths.TEST)
     prompts = [fill_prompt(p.prompts.train, ex.question) for ex in examples]
     rows = []
     for s in stats:
         if s["round"] == len(stats):
-            metrics = read_json(METRICS / "eval" / "sert.json")
+            metrics = read_json(paths.eval_metrics("sert"))
         else:
-            model, tokenizer = load_student(str(ROUNDS / f"round-{s['round']}"))
+            model, tokenizer = load_student(paths.ROUNDS / f"round-{s['round']}", p.student.trust_remote_code)
             generations = generate_greedy(model, tokenizer, prompts, p.evaluate.max_new_tokens,
                                           p.evaluate.batch_size, desc=f"evaluate sert round {s['round']}")
             metrics = score(task, examples, generations, p.evaluate)[1]
@@ -49,6 +48,6 @@ def main(params: Path = ParamsOption) -> None:
         typer.echo(f"rounds: round {s['round']}: accuracy {metrics['accuracy']:.3f}, "
                    f"reasoning {metrics['reasoning_rate']:.3f}")
     # Metrics keyed by round (DVC metrics are flat mappings); the plot data is a list of rows.
-    write_json(METRICS / "rounds.json", {f"round_{r['round']}": {k: v for k, v in r.items() if k != "round"}
+    write_json(paths.ROUNDS_METRICS, {f"round_{r['round']}": {k: v for k, v in r.items() if k != "round"}
                                          for r in rows})
-    write_json(PLOT, rows if len(rows) > 1 else [])  # one round is one point: no per-round chart to draw
+    write_json(paths.ROUNDS_PLOT, rows if len(rows) > 1 else [])  # one round is one point: no per-round chart to draw

@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 import typer
 
+from sert import paths
 from sert.errors import ParamsError
 from sert.sampling import resolve_device
 from sert.selftrain import sample_shards
-from stages.common import BASE_MODEL, PREPARED, SAMPLES, ParamsOption, load_params, read_examples, stage
+from stages.common import ParamsOption, load_params, read_examples, stage
 
-WORK = Path(".sert-cache/sample")
 
 
 def check_device(cfg) -> None:
@@ -36,10 +36,10 @@ def main(params: Path = ParamsOption) -> None:
     each with its branch token, text, token count, perplexity (whole and kept part) and rep-2."""
     p = load_params(params)
     check_device(p.sample)
-    examples = read_examples(PREPARED / "train.jsonl")
+    examples = read_examples(paths.TRAIN)
     prompts = [(ex.id, p.prompts.zero_shot.format(question=ex.question)) for ex in examples]
-    run = sample_shards(prompts, p.sample, WORK, BASE_MODEL, trust_remote_code=p.student.trust_remote_code,
+    run = sample_shards(prompts, p.sample, paths.SAMPLE_WORK, paths.BASE_MODEL, trust_remote_code=p.student.trust_remote_code,
                         log=typer.echo, warn=lambda message: typer.echo(message, err=True))
-    count = run.writer.assemble(SAMPLES)
-    typer.echo(f"sample: {count} samples for {len(examples)} questions -> {SAMPLES}"
+    count = run.writer.assemble(paths.SAMPLES)
+    typer.echo(f"sample: {count} samples for {len(examples)} questions -> {paths.SAMPLES}"
                + (f" ({run.resumed} shards resumed)" if run.resumed else ""))

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import typer
 
+from sert import paths
 from sert.errors import ApiError
 from sert.io import write_json, write_jsonl
 from sert.tasks import get_task
 from sert.teachers import get_teacher, kept_rationales, teacher_metrics, teacher_row
-from stages.common import METRICS, PREPARED, TEACHER, ParamsOption, load_params, read_examples, stage
+from stages.common import ParamsOption, load_params, read_examples, stage
 
 
 @stage
@@ -29,16 +30,16 @@ def main(params: Path = ParamsOption) -> None:
     p = load_params(params)
     task = get_task(p.task)
     teacher = get_teacher(p.teacher, task)
-    rationales = teacher.rationales(read_examples(PREPARED / "train.jsonl"))
+    rationales = teacher.rationales(read_examples(paths.TRAIN))
     extra = teacher.extra_metrics()
     # kept: what distillation trains on (teacher.only_correct), so a scarce or erring teacher's
     # effect on the RD variants' data is read here, not recomputed from data/teacher.jsonl.
     metrics = {"backend": p.teacher.backend, **teacher_metrics(rationales), **extra,
                "kept": kept_rationales(rationales, p.teacher.only_correct)}
-    write_jsonl(TEACHER, (r.to_json() for r in rationales))
-    write_json(METRICS / "teacher.json", metrics)
-    write_json(METRICS / "eval" / "teacher.json",
-               teacher_row(teacher, task, read_examples(PREPARED / "test.jsonl"), p.evaluate))
+    write_jsonl(paths.TEACHER, (r.to_json() for r in rationales))
+    write_json(paths.TEACHER_METRICS, metrics)
+    write_json(paths.eval_metrics("teacher"),
+               teacher_row(teacher, task, read_examples(paths.TEST), p.evaluate))
     failed, jobs = extra.get("failed", 0), extra.get("jobs", len(rationales))
     if jobs and failed / jobs > p.teacher.max_failed_share:
         reasons = "; ".join(f"{n} x {reason}" for reason, n in list(extra["failure_reasons"].items())[:3])
@@ -47,4 +48,4 @@ def main(params: Path = ParamsOption) -> None:
             f"{p.teacher.max_failed_share:g}): {reasons}; rerun to retry them (answered requests are cached)"
         )
     typer.echo(f"teacher: {p.teacher.backend}: {metrics['n_correct']}/{metrics['n']} correct, "
-               f"{metrics['kept']} kept -> {TEACHER}")
+               f"{metrics['kept']} kept -> {paths.TEACHER}")

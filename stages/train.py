@@ -14,27 +14,28 @@ from pathlib import Path
 
 import typer
 
+from sert import paths
 from sert.errors import EmptyResultError, ParamsError
 from sert.formats import distill_text, finetune_text
 from sert.io import read_jsonl
 from sert.training import LiveLossCurve, is_main_process
-from stages.common import PREPARED, TEACHER, ParamsOption, load_params, read_examples, stage
-from stages.train_common import CHECKPOINTS, PLOTS, train_on_texts, write_outputs
+from stages.common import ParamsOption, load_params, read_examples, stage
+from stages.train_common import train_on_texts, write_outputs
 
 VARIANT_INPUTS = {
-    "finetune": ("models/base", str(PREPARED / "train.jsonl")),
-    "rd": ("models/base", str(TEACHER)),
-    "sert_rd": ("models/sert", str(TEACHER)),
+    "finetune": (str(paths.BASE_MODEL), str(paths.TRAIN)),
+    "rd": (str(paths.BASE_MODEL), str(paths.TEACHER)),
+    "sert_rd": (str(paths.model("sert")), str(paths.TEACHER)),
 }
 
 
 def training_texts(variant: str, p) -> list[tuple[str, str]]:
     """(prompt, target) texts for ``variant`` in the paper's formats."""
-    examples = read_examples(PREPARED / "train.jsonl")
+    examples = read_examples(paths.TRAIN)
     if variant == "finetune":
         return [finetune_text(ex, p.prompts) for ex in examples]
     by_id = {ex.id: ex for ex in examples}
-    rationales = read_jsonl(TEACHER, required=("id", "rationale", "correct"))
+    rationales = read_jsonl(paths.TEACHER, required=("id", "rationale", "correct"))
     kept = [r for r in rationales if r["id"] in by_id and (r["correct"] or not p.teacher.only_correct)]
     return [distill_text(by_id[r["id"]], r["rationale"], p.prompts) for r in kept]
 
@@ -53,10 +54,10 @@ def main(variant: str = typer.Argument(..., help=f"One of: {', '.join(VARIANT_IN
     if not texts:
         raise EmptyResultError(f"train {variant}: no training examples (teacher.only_correct keeps correct rationales only)")
     started = time.time()
-    checkpoints = CHECKPOINTS / f"train-{variant}"
-    live = LiveLossCurve(PLOTS / "train" / f"{variant}.csv")  # the curve so far, while training runs
+    checkpoints = paths.CHECKPOINTS / f"train-{variant}"
+    live = LiveLossCurve(paths.loss_curve(variant))  # the curve so far, while training runs
     model, tokenizer, examples, losses = train_on_texts(init, texts, p.train, f"train {variant}", checkpoints,
-                                                        on_step=live)
+                                                        p.student.trust_remote_code, on_step=live)
     if not is_main_process():  # `accelerate launch`: one process writes the outputs
         return
     out = write_outputs(variant, model, tokenizer, len(examples), losses, losses)

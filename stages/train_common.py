@@ -8,20 +8,10 @@ from pathlib import Path
 
 import torch
 
+from sert import paths
 from sert.io import atomic_path, write_json, write_text
 from sert.modeling import load_student, save_student
 from sert.training import TrainConfig, prompt_target, train_causal_lm
-from stages.common import METRICS
-
-CHECKPOINTS = Path(".sert-cache/checkpoints")
-"""Training checkpoints live outside DVC's outputs (DVC deletes a stage's outs before running it,
-and caching optimizer state would be waste): a gitignored work directory per stage, removed
-once the stage's outputs are written. See sert/checkpoint.py."""
-PLOTS = METRICS / "plots"
-"""Loss curves (DVC plots: step,loss CSV files)."""
-ROUNDS = Path("models/sert_rounds")
-"""Iterated SERT: the models of rounds 1..N-1 (``round-<k>``) and ``rounds.json``, the sampling
-and filter counts of every round (evaluated by the ``rounds`` stage)."""
 
 
 def write_loss_curve(path: Path, losses: list[float]) -> None:
@@ -36,11 +26,11 @@ def encode(tokenizer, texts: list[tuple[str, str]]):
 
 
 def train_on_texts(init: str, texts: list[tuple[str, str]], cfg: TrainConfig, desc: str, checkpoint_dir: Path,
-                   on_step=None):
+                   trust_remote_code: bool, on_step=None):
     """Fine-tune the model saved at ``init`` on ``texts``: (model, tokenizer, examples, losses).
     ``on_step(step, loss)`` is called after every optimizer step (a LiveLossCurve)."""
     torch.manual_seed(cfg.seed)
-    model, tokenizer = load_student(init)
+    model, tokenizer = load_student(init, trust_remote_code)
     examples = encode(tokenizer, texts)
     losses = train_causal_lm(model, examples, cfg, tokenizer.pad_token_id, desc=desc, checkpoint_dir=checkpoint_dir,
                              on_step=on_step)
@@ -50,13 +40,13 @@ def train_on_texts(init: str, texts: list[tuple[str, str]], cfg: TrainConfig, de
 def write_outputs(variant: str, model, tokenizer, examples: int, losses: list[float], curve: list[float]) -> Path:
     """models/<variant>, its loss curve (``curve``: every step) and metrics/train/<variant>.json
     (``losses``: the last training run's steps, whose last 5% give final_loss)."""
-    out = Path("models") / variant
+    out = paths.model(variant)
     with atomic_path(out, directory=True) as tmp:
         save_student(model, tokenizer, tmp)
     tail = losses[-max(1, len(losses) // 20):]
-    write_loss_curve(PLOTS / "train" / f"{variant}.csv", curve)
+    write_loss_curve(paths.loss_curve(variant), curve)
     # Wall time goes to stdout only: in a metrics file it would make every `dvc metrics diff` noisy.
-    write_json(METRICS / "train" / f"{variant}.json", {
+    write_json(paths.train_metrics(variant), {
         "examples": examples, "steps": len(losses), "final_loss": round(sum(tail) / len(tail), 4),
     })
     return out

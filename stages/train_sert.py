@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import typer
 
+from sert import paths
 from sert.errors import EmptyResultError, ParamsError
 from sert.filtering import format_funnel
 from sert.formats import fill_prompt, self_train_text
@@ -28,18 +29,16 @@ from sert.rounds import round_sample_config
 from sert.selftrain import answer_check, sample_filter_select
 from sert.tasks import Example, get_task
 from sert.training import LiveLossCurve, is_main_process, train_causal_lm
-from stages.common import METRICS, PREPARED, SELF_TRAIN, ParamsOption, load_params, read_examples, stage
-from stages.train_common import CHECKPOINTS, PLOTS, ROUNDS, encode, train_on_texts, write_outputs
+from stages.common import ParamsOption, load_params, read_examples, stage
+from stages.train_common import encode, train_on_texts, write_outputs
 
-INIT, DATA = "models/base", str(SELF_TRAIN)
+INIT, DATA = str(paths.BASE_MODEL), str(paths.SELF_TRAIN)
 """The model round 1 starts from and the data it learns from (dvc.yaml's ``train_sert`` deps)."""
-WORK = Path(".sert-cache/train-sert")
-"""Sampling shards of rounds 2..N (``round-<k>/``), removed once the stage's outputs are written."""
 
 
 def self_training_texts(prompts) -> list[tuple[str, str]]:
     """Round 1's (prompt, target) texts: the filter stage's selected paths in the paper's format."""
-    records = read_jsonl(SELF_TRAIN, required=("id", "question", "answer", "reasoning"))
+    records = read_jsonl(paths.SELF_TRAIN, required=("id", "question", "answer", "reasoning"))
     return [self_train_text(Example(r["id"], r["question"], r["answer"]), r["reasoning"], prompts) for r in records]
 
 
@@ -47,12 +46,12 @@ def next_round_texts(model, tokenizer, model_path: Path, p, round_: int) -> tupl
     """Sample the train questions from ``model`` (saved at ``model_path``, which vLLM loads) with the
     training prompt, filter with the same params, and return the self-training texts of the
     selected paths and the filter funnel."""
-    examples = read_examples(PREPARED / "train.jsonl")
+    examples = read_examples(paths.TRAIN)
     by_id = {ex.id: ex for ex in examples}
     # The self-trained model reasons after the prompt it was trained with, not the zero-shot one.
     prompts = [(ex.id, fill_prompt(p.prompts.train, ex.question)) for ex in examples]
     selected, funnel, _ = sample_filter_select(
-        prompts, round_sample_config(p.sample, round_), p.filter, answer_check(get_task(p.task), by_id), WORK / f"round-{round_}", model_path,
+        prompts, round_sample_config(p.sample, round_), p.filter, answer_check(get_task(p.task), by_id), paths.ROUNDS_WORK / f"round-{round_}", model_path,
         model=model, tokenizer=tokenizer, trust_remote_code=p.student.trust_remote_code,
         desc=f"sample round {round_}", log=typer.echo, context=f"train sert round {round_}: ",
         hint=" or lower sert.rounds")
@@ -70,16 +69,16 @@ def main(params: Path = ParamsOption) -> None:
                           "without `accelerate launch`")
     texts = self_training_texts(p.prompts)
     if not texts:
-        raise EmptyResultError(f"train sert: no training examples in {SELF_TRAIN}")
+        raise EmptyResultError(f"train sert: no training examples in {paths.SELF_TRAIN}")
     started = time.time()
-    live = LiveLossCurve(PLOTS / "train" / "sert.csv")  # the curve so far, while training runs
-    model, tokenizer, examples, losses = train_on_texts(INIT, texts, p.train, "train sert", CHECKPOINTS / "train-sert",
-                                                        on_step=live)
+    live = LiveLossCurve(paths.loss_curve("sert"))  # the curve so far, while training runs
+    model, tokenizer, examples, losses = train_on_texts(INIT, texts, p.train, "train sert", paths.CHECKPOINTS / "train-sert",
+                                                        p.student.trust_remote_code, on_step=live)
     curve = list(losses)
     if is_main_process():  # (several processes only with rounds == 1, checked above)
-        funnel = read_json(METRICS / "filter.json")
+        funnel = read_json(paths.FILTER_METRICS)
         stats = [{"round": 1, "samples": funnel["samples"], "selected": len(examples)}]
-        with atomic_path(ROUNDS, directory=True) as tmp:
+        with atomic_path(paths.ROUNDS, directory=True) as tmp:
             for round_ in range(2, rounds + 1):
                 previous = tmp / f"round-{round_ - 1}"
                 save_student(model, tokenizer, previous)
@@ -88,7 +87,7 @@ def main(params: Path = ParamsOption) -> None:
                 torch.manual_seed(p.train.seed)
                 losses = train_causal_lm(model, examples, p.train, tokenizer.pad_token_id,
                                          desc=f"train sert round {round_}",
-                                         checkpoint_dir=CHECKPOINTS / f"train-sert-round{round_}",
+                                         checkpoint_dir=paths.CHECKPOINTS / f"train-sert-round{round_}",
                                          on_step=live.shifted(len(curve)))
                 curve += losses
                 stats.append({"round": round_, "samples": funnel["samples"], "selected": funnel["selected"]})
@@ -99,9 +98,9 @@ def main(params: Path = ParamsOption) -> None:
     # With several rounds: the curve has every round's steps, one after the other; the metrics
     # (steps, final_loss) are the last round's.
     out = write_outputs("sert", model, tokenizer, len(examples), losses, curve)
-    shutil.rmtree(CHECKPOINTS / "train-sert", ignore_errors=True)
+    shutil.rmtree(paths.CHECKPOINTS / "train-sert", ignore_errors=True)
     for round_ in range(2, rounds + 1):
-        shutil.rmtree(CHECKPOINTS / f"train-sert-round{round_}", ignore_errors=True)
-    shutil.rmtree(WORK, ignore_errors=True)
+        shutil.rmtree(paths.CHECKPOINTS / f"train-sert-round{round_}", ignore_errors=True)
+    shutil.rmtree(paths.ROUNDS_WORK, ignore_errors=True)
     typer.echo(f"train sert: {len(examples)} examples, {len(losses)} steps in "
                f"{time.time() - started:.1f} s -> {out}")

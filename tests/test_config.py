@@ -157,3 +157,14 @@ def test_config_and_stage_params_import_no_torch():
             "heavy = [m for m in ('torch', 'transformers', 'numpy') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_teacher_backend_names_are_the_registered_teachers():
+    """teacher.backend is checked at load against the names config declares; they must be exactly
+    the registered backends (a new backend registers itself and is named in TEACHER_BACKENDS)."""
+    from sert.config import TEACHER_BACKENDS
+    from sert.teachers import TEACHERS
+
+    assert set(TEACHER_BACKENDS) == set(TEACHERS)
+    with pytest.raises(ParamsError, match=r"^teacher.backend: expected .*'openai', got 'orcale'"):
+        parse_section(TeacherConfig, {"backend": "orcale"}, "teacher")

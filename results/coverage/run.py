@@ -39,7 +39,8 @@ from sert.sampling import generate_greedy
 from sert.tasks import get_task
 from sert.teachers import get_teacher, kept_rationales
 from sert.training import train_causal_lm
-from stages.common import PREPARED, load_params, read_examples
+from sert import paths
+from stages.common import load_params, read_examples
 from stages.train_common import encode
 from stages.train_sert import self_training_texts
 
@@ -281,7 +282,7 @@ def main() -> None:
         if args.keep_wrong:
             p.teacher = dataclasses.replace(p.teacher, only_correct=False)
         task = get_task(p.task)
-        train, test = read_examples(PREPARED / "train.jsonl"), read_examples(PREPARED / "test.jsonl")
+        train, test = read_examples(paths.PREPARED / "train.jsonl"), read_examples(paths.PREPARED / "test.jsonl")
         done = {key(c): c for c in data["cells"]}
         for err in args.error_rates:
             for cov in args.coverages:
