@@ -5,7 +5,8 @@ For every stage in dvc.yaml (foreach entries expanded) the command ``sert <name>
 transitively (imports inside functions count: they run too); a package whose ``__init__`` imports
 its members (``sert/tasks``) is declared as its directory. Its params deps are the ``p.<section>``
 and ``p.<section>.<key>`` reads of the stage modules it imports, where ``p`` is the validated
-``Params`` (a convention the test checks: ``load_params`` results are always bound to ``p``).
+``Params`` (a convention the test checks: ``load_params`` results are always bound to ``p``), and
+every model a stage loads honours ``student.trust_remote_code``.
 
 A stage that declares less would not rerun when its code or params change; one that declares
 more reruns for nothing (and hides which knobs matter). Both fail here, naming the stage.
@@ -168,7 +169,9 @@ def test_code_deps_are_what_the_stage_imports(name):
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_params_deps_are_what_the_stage_reads(name):
     spec = STAGES[name]
-    modules = [f for f in closure(stage_module(spec["cmd"])) if f.parent.name == "stages"]
+    # stages/common.py validates every section at load (a typo anywhere fails every stage early);
+    # what a stage computes depends only on what the stage's own modules read.
+    modules = [f for f in closure(stage_module(spec["cmd"])) if f.parent.name == "stages" and f.name != "common.py"]
     for module in modules:
         assert load_params_bound_to_p(module), f"{module}: bind load_params(...) to `p` (this test reads p.<section>)"
     reads = set().union(*(params_read(m) for m in modules))
@@ -193,3 +196,13 @@ def test_the_derivation_sees_real_imports_and_reads(tmp_path):
     assert params_read(sample) == {"train", "prompts.zero_shot"}
     sample.write_text("q = load_params(x)\n", encoding="utf-8")
     assert not load_params_bound_to_p(sample)
+
+
+def test_every_stage_model_load_passes_trust_remote_code():
+    """``student.trust_remote_code`` reaches every model a stage loads (one loader, one flag)."""
+    for module in sorted((ROOT / "stages").glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("load_student", "train_on_texts"):
+                passed = [ast.unparse(a) for a in node.args] + [ast.unparse(k.value) for k in node.keywords]
+                assert any("trust_remote_code" in a for a in passed), (
+                    f"{module.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node.func)}() without p.student.trust_remote_code")
