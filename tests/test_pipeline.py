@@ -100,9 +100,10 @@ def test_unknown_backend_and_unreachable_model(project, tmp_path):
     params["teacher"]["backend"] = "gpt5"
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(params))
-    result = run(["sert", "teacher", "--params", str(bad)], project, check=False)
-    assert result.returncode == 1 and "teacher.backend: unknown backend 'gpt5'; available: " in result.stderr \
-        and "oracle" in result.stderr
+    for stage in ("teacher", "prepare"):  # checked at load: every stage fails early, not only teacher
+        result = run(["sert", stage, "--params", str(bad)], project, check=False)
+        assert result.returncode == 1 and result.stderr == \
+            "error: teacher.backend: expected 'oracle', 'import' or 'openai', got 'gpt5'\n"
     params["teacher"]["backend"] = "oracle"
     params["student"]["model"] = str(tmp_path / "no-weights")
     (tmp_path / "no-weights").mkdir()
