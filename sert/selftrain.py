@@ -26,32 +26,17 @@ from pathlib import Path
 
 from sert.errors import EmptyResultError
 from sert.filtering import FilterConfig, filter_samples, format_funnel
-from sert.sampling import HFSampler, Progress, Sample, SampleConfig, batches, resolve_device
+from sert.samplers import Progress, Sample, SampleConfig, batches, open_sampler, resolve_device, sampler_class
 from sert.shards import ShardedWriter, fingerprint
 
-CODE = tuple(Path(__file__).with_name(name) for name in ("sampling.py", "sampling_vllm.py", "text.py"))
-"""The code that determines a sample record, part of the shard key (text.py too: a record's
-kept_perplexity depends on where its answer clause is found)."""
+CODE = (*sorted(Path(__file__).with_name("samplers").glob("*.py")), Path(__file__).with_name("text.py"))
+"""The code that determines a sample record, part of the shard key: every module of sert/samplers
+(its ``.py`` files only: not the bytecode caches) and text.py (a record's kept_perplexity depends
+on where its answer clause is found)."""
 
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
-
-
-def open_sampler(cfg: SampleConfig, model_path: str | Path, model=None, tokenizer=None,
-                 trust_remote_code: bool = False):
-    """The sampler of ``cfg.backend``. ``hf``: ``model``/``tokenizer`` when given (the model being
-    self-trained, in memory), else loaded from ``model_path``, on ``cfg.device``. ``vllm``: an
-    engine on ``model_path`` (vLLM loads checkpoints only), imported only when asked for."""
-    if cfg.backend == "vllm":
-        from sert.sampling_vllm import VllmSampler
-
-        return VllmSampler(str(model_path), cfg, trust_remote_code=trust_remote_code)
-    if model is None:
-        from sert.modeling import load_student
-
-        model, tokenizer = load_student(str(model_path), trust_remote_code)
-    return HFSampler(model.to(resolve_device(cfg.device)), tokenizer, cfg)
 
 
 def shard_key(cfg: SampleConfig, prompts: Sequence[tuple[str, str]], model_path: str | Path) -> str:
@@ -81,8 +66,9 @@ def sample_shards(prompts: Sequence[tuple[str, str]], cfg: SampleConfig, work: P
     """Sample ``branches x samples_per_branch`` paths for every ``(id, prompt)``, one shard per
     ``cfg.batch_size`` questions under ``work/<key>``, computing only the shards a killed run did
     not finish (``work`` holds one run: other keys' shards there are removed). The sampler
-    (``open_sampler``) is started only when a shard is missing. With ``backend: vllm`` and an
-    in-memory ``model``, the model is moved to the CPU first, so that the engine gets the GPU."""
+    (``sert.samplers.open_sampler``) is started only when a shard is missing. With a backend that
+    loads checkpoints only (vllm) and an in-memory ``model``, the model is moved to the CPU first,
+    so that the engine gets the GPU."""
     units = batches(len(prompts), cfg.batch_size)
     writer = ShardedWriter(work, shard_key(cfg, prompts, model_path), len(units))
     done = writer.done()
@@ -90,7 +76,7 @@ def sample_shards(prompts: Sequence[tuple[str, str]], cfg: SampleConfig, work: P
         log(f"{desc}: resuming, {len(done)} of {len(units)} shards already in {writer.dir}")
     if len(done) == len(units):
         return SampleRun(writer, writer.fill(lambda unit: []))  # (nothing left to compute)
-    if cfg.backend == "vllm" and model is not None:
+    if model is not None and not sampler_class(cfg.backend).in_memory:
         model.to("cpu")
     sampler = open_sampler(cfg, model_path, model, tokenizer, trust_remote_code)
     try:

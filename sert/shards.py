@@ -6,7 +6,7 @@ determines the output (inputs, params, code version of the records), so a shard 
 by a run that would have computed the very same records. When all units are done the shards are
 concatenated in unit order into the final output (atomically too) and the work directory is
 removed. Because each unit's records depend only on the unit itself (per-question seeding in
-sert/sampling.py), the result is byte-identical to an uninterrupted run.
+sert/samplers/hf.py), the result is byte-identical to an uninterrupted run.
 
 The work directory lives outside DVC's outputs on purpose: ``dvc repro`` deletes a stage's
 outputs before running it (unless ``persist: true``), which would throw the shards away.

@@ -12,7 +12,7 @@ from sert.evaluation import score
 from sert.formats import fill_prompt
 from sert.io import write_json, write_jsonl
 from sert.modeling import load_student
-from sert.sampling import generate_greedy
+from sert.samplers import generate_greedy
 from sert.tasks import get_task
 from stages.common import VARIANTS, ParamsOption, load_params, read_examples, stage
 

@@ -11,7 +11,7 @@ from sert import paths
 from sert.filtering import filter_examples, format_funnel, render_filter_examples
 from sert.formats import reasoning_of
 from sert.io import read_jsonl, write_json, write_jsonl, write_text
-from sert.sampling import Sample
+from sert.samplers import Sample
 from sert.selftrain import answer_check, select_paths
 from sert.tasks import get_task
 from stages.common import ParamsOption, load_params, read_examples, stage

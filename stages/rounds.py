@@ -18,7 +18,7 @@ from sert.evaluation import score
 from sert.formats import fill_prompt
 from sert.io import read_json, write_json
 from sert.modeling import load_student
-from sert.sampling import generate_greedy
+from sert.samplers import generate_greedy
 from sert.tasks import get_task
 from stages.common import ParamsOption, load_params, read_examples, stage
 

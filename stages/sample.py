@@ -18,7 +18,7 @@ import typer
 
 from sert import paths
 from sert.errors import ParamsError
-from sert.sampling import resolve_device
+from sert.samplers import resolve_device
 from sert.selftrain import sample_shards
 from stages.common import ParamsOption, load_params, read_examples, stage
 

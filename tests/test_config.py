@@ -168,3 +168,19 @@ def test_teacher_backend_names_are_the_registered_teachers():
     assert set(TEACHER_BACKENDS) == set(TEACHERS)
     with pytest.raises(ParamsError, match=r"^teacher.backend: expected .*'openai', got 'orcale'"):
         parse_section(TeacherConfig, {"backend": "orcale"}, "teacher")
+
+
+def test_sample_backend_names_are_the_registered_samplers():
+    """sample.backend is checked at load against the names config declares; they must be exactly
+    the registered sampling backends (a new backend registers itself and is named in BACKENDS)."""
+    from sert.config import BACKENDS, SampleConfig
+    from sert.samplers import SAMPLERS, open_sampler
+
+    assert set(BACKENDS) == set(SAMPLERS)
+    with pytest.raises(ParamsError, match=r"^sample.backend: expected .*'vllm', got 'vlm'"):
+        parse_section(SampleConfig, {"backend": "vlm"}, "sample")
+    # a config built in code bypasses the load-time check; the registry still answers in one line
+    cfg = SampleConfig()
+    cfg.backend = "vlm"  # assignment is not validated
+    with pytest.raises(ParamsError, match=r"^sample.backend: unknown backend 'vlm'; available: hf, vllm$"):
+        open_sampler(cfg, "models/base")

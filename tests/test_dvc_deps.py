@@ -23,7 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("sert", "stages")
-DIRECTORY_DEPS = ("sert/tasks", "sert/teachers")
+DIRECTORY_DEPS = ("sert/samplers", "sert/tasks", "sert/teachers")
 """Packages declared as one directory dep: their ``__init__`` imports every member (a registry)."""
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from sert.errors import ParamsError
 from sert.filtering import FUNNEL_KEYS, PATTERN_KEYS, FilterConfig, filter_samples, measure, pattern_ok, verdict
-from sert.sampling import Sample
+from sert.samplers import Sample
 from sert.text import words
 
 # 32 whitespace words before the answer clause.

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from conftest import SHARED, gpt2_tokenizer
 from sert.filtering import FilterConfig, filter_samples
-from sert.sampling import Sample
+from sert.samplers import Sample
 from sert.training import collate, prompt_target
 from stages.cli import app
 from stages.presets import preset

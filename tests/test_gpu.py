@@ -13,7 +13,7 @@ import torch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
-from sert.sampling import SampleConfig, sample_latent_paths  # noqa: E402
+from sert.samplers import SampleConfig, sample_latent_paths  # noqa: E402
 from sert.text import split_answer_clause  # noqa: E402
 
 PROMPTS = [(f"q{i}", f"Question: {text}\nAnswer:") for i, text in enumerate([
@@ -97,7 +97,7 @@ def test_hf_cuda_matches_hf_cpu_mostly(gpt2_dir):
 def test_vllm_and_hf_backends_agree_on_schema_and_statistics(gpt2_dir):
     pytest.importorskip("vllm")
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    from sert.sampling_vllm import VllmSampler
+    from sert.samplers.vllm_engine import VllmSampler
 
     hf = hf_samples(gpt2_dir, torch.float32)
     torch.cuda.empty_cache()

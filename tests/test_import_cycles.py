@@ -8,7 +8,7 @@ two modules together. Edges:
     ``a.b`` (the package ``__init__`` or module that defines ``c``).
 Python initialises a parent package before any submodule, but that implied import is NOT an
 edge: a registry package whose ``__init__`` imports its backends at the end (``sert.tasks``,
-``sert.teachers``) is fine as long as the backends take what they need from a sibling module
+``sert.teachers``, ``sert.samplers``) is fine as long as the backends take what they need from a sibling module
 (``sert.tasks.registry``), not from the package that is still being initialised. A backend that
 writes ``from sert.tasks import register_task`` is a circle and fails here.
 """
@@ -138,6 +138,9 @@ def test_graph_reads_the_registries_as_they_are():
     assert {"sert.teachers.registry", "sert.teachers.oracle", "sert.teachers.imported",
             "sert.teachers.openai_api"} <= graph["sert.teachers"]
     assert "sert.teachers" not in graph["sert.teachers.oracle"]
+    assert {"sert.samplers.registry", "sert.samplers.hf", "sert.samplers.vllm_engine"} <= graph["sert.samplers"]
+    assert "sert.samplers.registry" in graph["sert.samplers.hf"]
+    assert "sert.samplers" not in graph["sert.samplers.hf"] | graph["sert.samplers.vllm_engine"]
 
 
 def _write(root: Path, files: dict[str, str]) -> None:

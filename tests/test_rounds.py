@@ -16,7 +16,7 @@ from sert.errors import ParamsError
 from sert.io import write_json, write_jsonl
 from sert.modeling import save_student
 from sert.report import rounds_markdown, rounds_svg, rows_from_metrics, stack_svg
-from sert.sampling import HFSampler
+from sert.samplers import HFSampler
 from stages import evaluate, prepare, report, rounds, train_sert
 from stages.common import VARIANTS, load_params
 

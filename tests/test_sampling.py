@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from sert.sampling import SampleConfig, generate_greedy, sample_latent_paths, top_k_top_p
+from sert.samplers import SampleConfig, generate_greedy, sample_latent_paths
+from sert.samplers.hf import top_k_top_p
 
 
 def test_top_k_top_p_only_picks_allowed_tokens():
@@ -62,7 +63,7 @@ import pytest  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from sert.sampling import fit_budget, trim_at_stop  # noqa: E402
+from sert.samplers import fit_budget, trim_at_stop  # noqa: E402
 
 PROMPTS = [("a", "Question: What is 1 + 2 mod 10?\nAnswer:"), ("b", "Q"),
            ("c", "Question: What is 3 + 3 + 3 mod 10?\nAnswer:"), ("d", "Question: What is 9 + 9 + 9 + 9 mod 10?")]
@@ -89,7 +90,7 @@ def test_left_padded_batch_matches_hf_generate_on_each_unpadded_prompt(tiny_stud
 
 
 def test_prefill_of_padded_rows_matches_unpadded_logits(tiny_student):
-    from sert.sampling import _prefill
+    from sert.samplers.hf import _prefill
 
     model, tok = tiny_student
     ids = [tok(p)["input_ids"] for _, p in PROMPTS]
@@ -201,7 +202,7 @@ def test_vllm_backend_without_vllm_is_a_one_line_error():
     except ImportError:
         pass
     from sert.errors import ModelError
-    from sert.sampling_vllm import VllmSampler
+    from sert.samplers.vllm_engine import VllmSampler
 
     with pytest.raises(ModelError, match=r"pip install '\.\[vllm\]'") as err:
         VllmSampler("models/base", SampleConfig(backend="vllm"))
@@ -221,7 +222,7 @@ def test_unknown_backend_or_branching_is_a_params_error(key, value):
 
 def test_every_declared_end_token_ends_greedy_output(tiny_student):
     """The generation config may declare several end ids (a list): each one ends the output."""
-    from sert.sampling import end_token_ids
+    from sert.samplers.hf import end_token_ids
 
     model, tok = tiny_student
     prompt = "Question: What is 1 + 2 mod 10?\nAnswer:"
@@ -240,7 +241,7 @@ def test_every_declared_end_token_ends_greedy_output(tiny_student):
 def test_an_empty_sample_has_null_perplexity_in_strict_json():
     import json
 
-    from sert.sampling import Sample, perplexity
+    from sert.samplers import Sample, perplexity
 
     assert perplexity([]) is None and math.isclose(perplexity([-1.0, -3.0]), math.exp(2.0))
     record = Sample(id="a", branch=0, branch_token="<|endoftext|>", text="", n_tokens=0, perplexity=perplexity([]),
@@ -257,7 +258,7 @@ def _kept_case(tok, reasoning, tail):
 
 
 def test_kept_perplexity_covers_the_reasoning_tokens_only():
-    from sert.sampling import kept_perplexity, perplexity
+    from sert.samplers import kept_perplexity, perplexity
     from tests.conftest import gpt2_tokenizer
 
     tok = gpt2_tokenizer()
@@ -275,7 +276,7 @@ def test_kept_perplexity_covers_the_reasoning_tokens_only():
 @given(reasoning=st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=40),
        prefix=st.sampled_from([" So the answer is", " Therefore, the answer is", "\nthe answer is:"]))
 def test_kept_perplexity_uses_the_shortest_prefix_covering_the_kept_text(reasoning, prefix):
-    from sert.sampling import covering_prefix, kept_perplexity, perplexity
+    from sert.samplers import covering_prefix, kept_perplexity, perplexity
     from sert.text import split_answer_clause
     from tests.conftest import gpt2_tokenizer
 

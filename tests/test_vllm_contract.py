@@ -1,4 +1,4 @@
-"""Contract test of ``sert/sampling_vllm.py`` (``sample.backend: vllm``) on the CPU, against an
+"""Contract test of ``sert/samplers/vllm_engine.py`` (``sample.backend: vllm``) on the CPU, against an
 in-test double of the part of vLLM's offline API the adapter uses.
 
 vLLM has never run in this project (no CUDA wheels here; the GPU machine we were lent had no
@@ -68,7 +68,7 @@ import pytest
 import torch
 
 from sert.modeling import save_student
-from sert.sampling import SampleConfig, sample_latent_paths, trim_at_stop
+from sert.samplers import SampleConfig, sample_latent_paths, trim_at_stop
 from sert.text import rep_n
 
 # --- the double ------------------------------------------------------------------------------
@@ -369,7 +369,7 @@ def load(path):
 
 
 def run_vllm(path, cfg: SampleConfig, prompts=PROMPTS, **kwargs):
-    from sert.sampling_vllm import VllmSampler
+    from sert.samplers.vllm_engine import VllmSampler
 
     sampler = VllmSampler(str(path), cfg, **kwargs)
     budget = sampler.plan([p for _, p in prompts])

@@ -5,7 +5,7 @@ For every (error_rate, coverage, seed) cell: the oracle teacher with ``teacher.c
 keeps or drops the wrong ones, as in the pipeline); RD trains from models/base and SERT+RD from
 models/sert on the kept ones with the default ``train`` params and ``train.seed`` = seed; both are
 evaluated greedily on the test split. The calls are the stages' own (sert/teachers/,
-stages/train.py's text building and encoding, sert/training.py, sert/sampling.generate_greedy,
+stages/train.py's text building and encoding, sert/training.py, sert/samplers.generate_greedy,
 sert/evaluation.score), run in one process so no cell's model is written to disk.
 
 Needs the default pipeline's data/prepared, models/base and models/sert in the working directory
@@ -35,7 +35,7 @@ from scipy.stats import binomtest
 from sert.evaluation import score
 from sert.formats import distill_text, fill_prompt
 from sert.modeling import load_student, save_student
-from sert.sampling import generate_greedy
+from sert.samplers import generate_greedy
 from sert.tasks import get_task
 from sert.teachers import get_teacher, kept_rationales
 from sert.training import train_causal_lm

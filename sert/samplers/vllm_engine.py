@@ -24,9 +24,12 @@ from __future__ import annotations
 import gc
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 
+from sert.config import SampleConfig
 from sert.errors import ModelError
-from sert.sampling import Budget, Sample, SampleConfig, fit_budget, kept_perplexity, perplexity, trim_at_stop
+from sert.samplers.base import Budget, Sample, Sampler, fit_budget, kept_perplexity, perplexity, trim_at_stop
+from sert.samplers.registry import register_sampler
 from sert.text import rep_n
 
 
@@ -44,8 +47,11 @@ def request_seed(seed: int, question_id: str, branch: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-class VllmSampler:
+@register_sampler
+class VllmSampler(Sampler):
     """Drives ``vllm.LLM`` with the paper's protocol, one batch of questions at a time."""
+
+    name = "vllm"
 
     def __init__(self, model: str, cfg: SampleConfig, trust_remote_code: bool = False, stop_at_eos: bool = True,
                  **llm_kwargs):
@@ -66,6 +72,11 @@ class VllmSampler:
             hf = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
             self.n_positions = getattr(hf, "n_positions", None) or getattr(hf, "max_position_embeddings", None)
         self.end_ids = self._end_ids(model)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, cfg: SampleConfig, trust_remote_code: bool = False,
+                        stop_at_eos: bool = True) -> VllmSampler:
+        return cls(str(path), cfg, trust_remote_code=trust_remote_code, stop_at_eos=stop_at_eos)
 
     def _end_ids(self, model: str) -> set[int]:
         """The tokenizer's EOS and the generation config's eos ids (vLLM stops at both)."""

@@ -1,4 +1,5 @@
-"""Decoding: the paper's latent-path sampling, and greedy generation for evaluation.
+"""The transformers backend (``sample.backend: hf``): the paper's latent-path sampling, and greedy
+generation for evaluation.
 
 Hand-written on purpose (a few hundred lines) instead of calling ``generate``: the paper's
 protocol branches on the first token, then samples several continuations per branch, and we
@@ -24,50 +25,19 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import math
-import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from sert.config import BACKENDS, BRANCHINGS, SampleConfig  # noqa: F401  (re-exported: moved to sert.config)
-from sert.text import rep_n, split_answer_clause
-
-@dataclass
-class Sample:
-    """One sampled continuation, as written to ``data/samples.jsonl``."""
-
-    id: str
-    branch: int
-    """First-step branch index (0..branches-1), or -1 for ``branching: raw``."""
-    branch_token: str
-    """Text of the branch's first token ("" for ``branching: raw``)."""
-    text: str
-    """The sample's text (special tokens skipped; an EOS branch's end token is not part of it)."""
-    n_tokens: int
-    """Generated tokens in the sample: the branch token and its continuation, without a final
-    EOS; for an EOS branch the continuation only."""
-    perplexity: float | None
-    """exp of the mean negative log-probability of the sample's tokens under the model
-    (untempered); ``null`` for an empty sample (no tokens: no perplexity, and JSON has no Infinity)."""
-    rep2: float
-    """Token-bigram repetition rate of the sample's tokens."""
-    eos_branch: bool = False
-    """The first-step branch token is one of the model's end tokens (e.g. GPT-2's
-    ``<|endoftext|>``): the continuation is sampled after that document boundary, as the model
-    would, and is the sample (the paper lists such a branch); the filter funnel counts them."""
-    kept_perplexity: float | None = None
-    """Perplexity of the tokens that make up the kept reasoning (``sert.text.kept_reasoning``: the
-    text before the first "the answer is", what self-training keeps; the shortest token prefix
-    covering it): what the perplexity filter measures by default. Equals ``perplexity`` when the
-    sample has no answer clause; ``null`` when nothing is kept (the sample opens with the clause)."""
-
-    def to_json(self) -> dict:
-        return asdict(self)
+from sert.config import SampleConfig
+from sert.samplers.base import (Budget, Progress, Sample, Sampler, batches, fit_budget, kept_perplexity, perplexity,
+                                trim_at_stop)
+from sert.samplers.registry import register_sampler
+from sert.text import rep_n
 
 
 @dataclass
@@ -75,25 +45,6 @@ class Generation:
     text: str
     token_ids: list[int]
     logprobs: list[float]
-
-
-@dataclass
-class Budget:
-    """Prompt token ids and generation budgets after fitting them to the model's context."""
-
-    prompt_ids: list[list[int]]
-    max_new: list[int]
-    truncated_prompts: int = 0
-    """Prompts left-truncated to leave min(max_new_tokens, n_positions // 2) tokens for generation."""
-    shortened: int = 0
-    """Questions whose generation budget is below max_new_tokens because of the context length."""
-
-    def warning(self, n_positions: int | None) -> str | None:
-        if not (self.truncated_prompts or self.shortened):
-            return None
-        return (f"warning: the model's {n_positions}-token context: {self.truncated_prompts} of "
-                f"{len(self.max_new)} prompts left-truncated, {self.shortened} generations shorter than "
-                "max_new_tokens")
 
 
 def end_token_ids(model, tokenizer) -> list[int]:
@@ -108,30 +59,6 @@ def end_token_ids(model, tokenizer) -> list[int]:
 def context_length(model) -> int | None:
     config = model.config
     return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
-
-
-def fit_budget(tokenizer, prompts: Sequence[str], max_new_tokens: int, n_positions: int | None) -> Budget:
-    """Tokenize ``prompts`` and cap each generation so that prompt + new tokens <= n_positions.
-
-    A long prompt shortens its generation, down to min(max_new_tokens, n_positions // 2) new
-    tokens; a prompt longer than that allows is left-truncated (the question's end and the
-    answer cue matter most for what comes next).
-    """
-    ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    budget = Budget(prompt_ids=[], max_new=[])
-    for row in ids:
-        row = row or [tokenizer.eos_token_id]  # an empty prompt conditions on EOS, as GPT-2 does
-        new = max_new_tokens
-        if n_positions is not None and len(row) + new > n_positions:
-            reserve = min(max_new_tokens, n_positions // 2)
-            if len(row) > n_positions - reserve:
-                row = row[len(row) - (n_positions - reserve):]
-                budget.truncated_prompts += 1
-            new = n_positions - len(row)
-            budget.shortened += new < max_new_tokens
-        budget.prompt_ids.append(row)
-        budget.max_new.append(new)
-    return budget
 
 
 def question_uniforms(seed: int, question_id: str, rows: int, steps: int) -> torch.Tensor:
@@ -266,39 +193,6 @@ class _StopWatch:
         return torch.tensor([any(s in t for s in self.stops) for t in texts], dtype=torch.bool)
 
 
-def covering_prefix(tokenizer, ids: Sequence[int], n_chars: int) -> int:
-    """The number of leading tokens in the shortest prefix of ``ids`` whose text covers its first
-    ``n_chars`` characters (a token straddling the boundary is included)."""
-    keep = 0
-    while keep < len(ids) and len(tokenizer.decode(ids[:keep], skip_special_tokens=True)) < n_chars:
-        keep += 1
-    return keep
-
-
-def trim_at_stop(tokenizer, ids: list[int], logprobs: list[float], stops: Sequence[str]):
-    """Cut a generation at its first stop string: (text, ids, logprobs) of what comes before it.
-
-    The kept tokens are the shortest prefix whose text covers everything before the stop.
-    """
-    text = tokenizer.decode(ids, skip_special_tokens=True)
-    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
-    if cut < 0:
-        return text, ids, logprobs
-    keep = covering_prefix(tokenizer, ids, cut)
-    return text[:cut], ids[:keep], logprobs[:keep]
-
-
-def kept_perplexity(tokenizer, text: str, ids: Sequence[int], logprobs: Sequence[float]) -> float | None:
-    """Perplexity of the tokens of ``text``'s kept reasoning (what self-training keeps: the text
-    before its first answer clause, ``sert.text.split_answer_clause``; trailing whitespace is not
-    kept). The whole sample's when it has no answer clause; None when nothing is kept."""
-    reasoning, clause = split_answer_clause(text)
-    if clause is None:
-        return perplexity(logprobs)
-    n_chars = len(reasoning.rstrip())
-    return perplexity(logprobs[: covering_prefix(tokenizer, ids, n_chars)]) if n_chars else None
-
-
 @torch.inference_mode()
 def _continue(model, cache, mask, first: torch.Tensor, first_logprobs: torch.Tensor, limits: torch.Tensor,
               pick: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], end_ids: Sequence[int] | None,
@@ -349,11 +243,6 @@ def _continue(model, cache, mask, first: torch.Tensor, first_logprobs: torch.Ten
         token = pick(logits, active, step + 1)
         logprob = _token_logprob(logits, token)
     return [(tokens[r, : length[r]].tolist(), logprobs[r, : length[r]].tolist()) for r in range(rows)]
-
-
-def perplexity(logprobs: Sequence[float]) -> float | None:
-    """exp(mean negative log-probability); None for no tokens (written as JSON null, never Infinity)."""
-    return math.exp(-sum(logprobs) / len(logprobs)) if len(logprobs) else None
 
 
 def sample_batch(model, tokenizer, ids: Sequence[str], prompt_ids: list[list[int]], max_new: list[int],
@@ -408,33 +297,29 @@ def sample_batch(model, tokenizer, ids: Sequence[str], prompt_ids: list[list[int
     return samples
 
 
-def batches(n: int, size: int) -> list[range]:
-    return [range(start, min(start + size, n)) for start in range(0, n, size)]
+@register_sampler
+class HFSampler(Sampler):
+    """The transformers backend behind the interface the sample stage drives (``sert.samplers.base.Sampler``)."""
 
-
-class Progress:
-    """A tqdm bar over questions that also shows generated tokens/s."""
-
-    def __init__(self, total: int, desc: str, initial: int = 0):
-        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="q")
-        self.tokens, self.start = 0, time.perf_counter()
-
-    def update(self, questions: int, tokens: int) -> None:
-        self.tokens += tokens
-        rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
-        self.bar.set_postfix_str(f"{rate:.0f} tok/s", refresh=False)
-        self.bar.update(questions)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-class HFSampler:
-    """The transformers backend behind the interface the sample stage drives (see sampling_vllm.py)."""
+    name = "hf"
+    in_memory = True
 
     def __init__(self, model, tokenizer, cfg: SampleConfig, stop_at_eos: bool = True):
         self.model, self.tokenizer, self.cfg, self.stop_at_eos = model, tokenizer, cfg, stop_at_eos
         self.n_positions = context_length(model)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, cfg: SampleConfig, trust_remote_code: bool = False,
+                        stop_at_eos: bool = True) -> HFSampler:
+        from sert.modeling import load_student
+
+        model, tokenizer = load_student(str(path), trust_remote_code)
+        return cls.from_model(model, tokenizer, cfg, stop_at_eos)
+
+    @classmethod
+    def from_model(cls, model, tokenizer, cfg: SampleConfig, stop_at_eos: bool = True) -> HFSampler:
+        """Sample with ``model`` as it is in memory, moved to ``cfg.device``."""
+        return cls(model.to(resolve_device(cfg.device)), tokenizer, cfg, stop_at_eos)
 
     def plan(self, prompts: Sequence[str]) -> Budget:
         return fit_budget(self.tokenizer, prompts, self.cfg.max_new_tokens, self.n_positions)
