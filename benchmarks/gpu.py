@@ -38,7 +38,8 @@ def prompts(tokenizer, n: int, length: int, rng: random.Random) -> list[tuple[st
 
 
 def bench_sampling(size, dtype, tokenizer, args) -> dict:
-    from sert.samplers import SampleConfig, sample_latent_paths
+    from sert.config import SampleConfig
+    from sert.samplers import sample_latent_paths
 
     model = model_of(size).to("cuda", dtype=dtype).eval()
     cfg = SampleConfig(branches=5, samples_per_branch=5, top_k=10, top_p=0.95, max_new_tokens=args.new_tokens,
@@ -58,7 +59,8 @@ def bench_sampling(size, dtype, tokenizer, args) -> dict:
 
 
 def bench_training(size, tokenizer, args) -> dict:
-    from sert.training import TrainConfig, prompt_target, train_causal_lm
+    from sert.config import TrainConfig
+    from sert.training import prompt_target, train_causal_lm
 
     rng = random.Random(0)
     examples = []

@@ -30,7 +30,8 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from sert.modeling import load_student, offline_gpt2_tokenizer
-from sert.samplers import SampleConfig, sample_latent_paths
+from sert.config import SampleConfig
+from sert.samplers import sample_latent_paths
 
 WORDS = ("the river farmer carried apples across a bridge before sunrise because market stalls open early "
          "and fresh fruit sells quickly while merchants argue about prices near old stone walls").split()

@@ -93,7 +93,8 @@ def naive_steps(model, examples, steps: int) -> None:
 
 
 def engine_steps(model, examples, steps: int) -> None:
-    from sert.training import TrainConfig, train_causal_lm
+    from sert.config import TrainConfig
+    from sert.training import train_causal_lm
 
     cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=3e-4, max_length=MAX_LENGTH, length_grouping=True,
                       device="cpu", precision="fp32")

@@ -38,7 +38,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from sert.config import ENDPOINTS, ApiConfig  # noqa: F401  (re-exported: moved to sert.config)
+from sert.config import ApiConfig
 from sert.errors import ApiError, ParamsError
 
 class RequestFailed(ApiError):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sert.config import EvalConfig  # noqa: F401  (re-exported: the config moved to sert.config)
+from sert.config import EvalConfig
 from sert.stats import bootstrap_mean, rounded, wilson
 from sert.tasks import Example, Task
 from sert.text import has_reasoning, is_imitative, rep_n, split_answer_clause, words

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
-from sert.config import UNITS, FilterConfig  # noqa: F401  (FilterConfig re-exported: moved to sert.config)
+from sert.config import UNITS, FilterConfig
 from sert.errors import ParamsError
 from sert.samplers import Sample
 from sert.text import has_reasoning, kept_reasoning, pattern_failure, rep_n, words

@@ -16,7 +16,7 @@ evaluation see the same text.
 
 from __future__ import annotations
 
-from sert.config import PromptConfig  # noqa: F401  (re-exported: the config moved to sert.config)
+from sert.config import PromptConfig
 from sert.tasks import Example
 from sert.text import kept_reasoning
 

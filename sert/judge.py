@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass
 
 from sert.api import ApiClient, Failure, RequestFailed, failure_summary, run_jobs
-from sert.config import DEFAULT_JUDGE_TEMPLATE as DEFAULT_TEMPLATE  # noqa: F401  (re-exported)
-from sert.config import JudgeConfig  # noqa: F401  (re-exported: the config moved to sert.config)
+from sert.config import JudgeConfig
 
 CRITERIA = ("coherence", "relevance", "logical_consistency", "completeness")
 _NAMES = {"coherence": r"coheren(?:ce|t)", "relevance": r"relevan(?:ce|t)",

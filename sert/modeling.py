@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from sert.config import TinyConfig  # noqa: F401  (re-exported: the config moved to sert.config)
+from sert.config import TinyConfig
 from sert.errors import ModelError
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from sert.config import SampleConfig, SertConfig  # noqa: F401  (SertConfig re-exported: moved to sert.config)
+from sert.config import SampleConfig
 
 
 def round_sample_config(cfg: SampleConfig, round_: int) -> SampleConfig:

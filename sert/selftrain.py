@@ -24,9 +24,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sert.config import FilterConfig, SampleConfig
 from sert.errors import EmptyResultError
-from sert.filtering import FilterConfig, filter_samples, format_funnel
-from sert.samplers import Progress, Sample, SampleConfig, batches, open_sampler, resolve_device, sampler_class
+from sert.filtering import filter_samples, format_funnel
+from sert.samplers import Progress, Sample, batches, open_sampler, resolve_device, sampler_class
 from sert.shards import ShardedWriter, fingerprint
 
 CODE = (*sorted(Path(__file__).with_name("samplers").glob("*.py")), Path(__file__).with_name("text.py"))
@@ -98,9 +99,7 @@ def sample_shards(prompts: Sequence[tuple[str, str]], cfg: SampleConfig, work: P
         finally:
             progress.close()
     finally:
-        close = getattr(sampler, "close", None)
-        if close is not None:
-            close()
+        sampler.close()
     return SampleRun(writer, resumed)
 
 

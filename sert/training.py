@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from sert.checkpoint import Checkpoints, run_key
-from sert.config import TrainConfig  # noqa: F401  (re-exported: the config moved to sert.config)
+from sert.config import TrainConfig
 from sert.errors import ParamsError
 
 IGNORE = -100

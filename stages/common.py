@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 import yaml
 
-from sert.config import SECTIONS, VARIANTS, Params, parse_section  # noqa: F401  (SECTIONS, VARIANTS: re-exported)
+from sert.config import Params, parse_section
 from sert.errors import DataError, ParamsError
 from sert.io import read_jsonl
 from sert.tasks import Example, get_task

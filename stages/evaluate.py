@@ -14,7 +14,8 @@ from sert.io import write_json, write_jsonl
 from sert.modeling import load_student
 from sert.samplers import generate_greedy
 from sert.tasks import get_task
-from stages.common import VARIANTS, ParamsOption, load_params, read_examples, stage
+from sert.config import VARIANTS
+from stages.common import ParamsOption, load_params, read_examples, stage
 
 
 @stage

@@ -16,7 +16,8 @@ from sert import paths
 from sert.errors import ApiError
 from sert.io import read_jsonl, write_json, write_jsonl
 from sert.judge import Item, Judge
-from stages.common import VARIANTS, ParamsOption, load_params, read_examples, stage
+from sert.config import VARIANTS
+from stages.common import ParamsOption, load_params, read_examples, stage
 
 
 

@@ -20,7 +20,8 @@ import typer
 import yaml
 
 from sert.errors import ParamsError
-from stages.common import Params, load_params, stage
+from sert.config import Params
+from stages.common import load_params, stage
 
 PRESETS_DIR = Path("presets")
 MODELS = ("gpt2", "gpt2-medium", "gpt2-large")

@@ -15,7 +15,8 @@ from sert.compare import compare_variants
 from sert.published import published_run, published_teacher, published_test_size
 from sert.report import (confusion_rows, funnel_rows, render_markdown, render_svg, rounds_markdown, rounds_svg,
                          rows_from_metrics, stack_svg, variant_rows)
-from stages.common import VARIANTS, ParamsOption, load_params, stage
+from sert.config import VARIANTS
+from stages.common import ParamsOption, load_params, stage
 
 
 

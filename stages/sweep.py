@@ -26,8 +26,8 @@ import yaml
 from sert.errors import ParamsError
 from stages.errors import stage
 from sert.io import write_json, write_text
-from sert.sweep import (METRICS, VARIANTS, SweepError, aggregate, check_prefix, experiment_name, render_markdown,
-                        render_svg, select_runs, stage_actions, to_json, varying_params)
+from sert.config import VARIANTS
+from sert.sweep import METRICS, SweepError, aggregate, check_prefix, experiment_name, render_markdown, render_svg, select_runs, stage_actions, to_json, varying_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 

@@ -11,7 +11,8 @@ import torch
 from sert import paths
 from sert.io import atomic_path, write_json, write_text
 from sert.modeling import load_student, save_student
-from sert.training import TrainConfig, prompt_target, train_causal_lm
+from sert.config import TrainConfig
+from sert.training import prompt_target, train_causal_lm
 
 
 def write_loss_curve(path: Path, losses: list[float]) -> None:

@@ -19,7 +19,8 @@ SHARED = ROOT.parent / "shared"
 @pytest.fixture(scope="session")
 def tiny_student(tmp_path_factory):
     """A randomly initialised tiny GPT-2 with a tokenizer trained on the modsum corpus."""
-    from sert.modeling import TinyConfig, build_tiny_model, train_tokenizer
+    from sert.config import TinyConfig
+    from sert.modeling import build_tiny_model, train_tokenizer
     from sert.tasks import TaskConfig, get_task
 
     task = get_task(TaskConfig(options={"modsum": {"n_train": 10, "n_test": 5}}))

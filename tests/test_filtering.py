@@ -4,7 +4,8 @@ from hypothesis import strategies as st
 import pytest
 
 from sert.errors import ParamsError
-from sert.filtering import FUNNEL_KEYS, PATTERN_KEYS, FilterConfig, filter_samples, measure, pattern_ok, verdict
+from sert.config import FilterConfig
+from sert.filtering import FUNNEL_KEYS, PATTERN_KEYS, filter_samples, measure, pattern_ok, verdict
 from sert.samplers import Sample
 from sert.text import words
 

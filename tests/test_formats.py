@@ -1,7 +1,8 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sert.formats import PromptConfig, distill_text, fill_prompt, finetune_text, reasoning_of, self_train_text
+from sert.config import PromptConfig
+from sert.formats import distill_text, fill_prompt, finetune_text, reasoning_of, self_train_text
 from sert.tasks import Example
 
 EX = Example("q1", "What is 7 + 6 mod 10?", "3")

@@ -9,7 +9,8 @@ import yaml
 from typer.testing import CliRunner
 
 from conftest import SHARED, gpt2_tokenizer
-from sert.filtering import FilterConfig, filter_samples
+from sert.config import FilterConfig
+from sert.filtering import filter_samples
 from sert.samplers import Sample
 from sert.training import collate, prompt_target
 from stages.cli import app

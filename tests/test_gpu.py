@@ -13,7 +13,8 @@ import torch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
-from sert.samplers import SampleConfig, sample_latent_paths  # noqa: E402
+from sert.config import SampleConfig
+from sert.samplers import sample_latent_paths
 from sert.text import split_answer_clause  # noqa: E402
 
 PROMPTS = [(f"q{i}", f"Question: {text}\nAnswer:") for i, text in enumerate([
@@ -121,7 +122,8 @@ def test_bf16_training_on_cuda_learns_and_tracks_fp32():
     first step's loss matches an fp32 run's within bf16 precision."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from sert.training import TrainConfig, prompt_target, resolve_precision, train_causal_lm
+    from sert.config import TrainConfig
+    from sert.training import prompt_target, resolve_precision, train_causal_lm
 
     assert resolve_precision("auto", torch.device("cuda")) == "bf16"
     gen = torch.Generator().manual_seed(0)

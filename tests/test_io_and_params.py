@@ -6,7 +6,8 @@ import yaml
 
 from sert.errors import DataError, ParamsError
 from sert.io import atomic_path, read_jsonl, write_jsonl
-from stages.common import SECTIONS, load_params
+from sert.config import SECTIONS
+from stages.common import load_params
 from stages.train import VARIANT_INPUTS
 from stages.train_sert import DATA, INIT
 

@@ -18,7 +18,8 @@ from sert.tasks import TASKS, Example, TaskConfig, get_task
 from sert.tasks.base import split_by_file, split_by_seed
 from sert.tasks.commonsenseqa import choice_candidates
 from sert.tasks.gsm8k import normalize_number
-from sert.teachers import TeacherConfig, get_teacher, teacher_metrics
+from sert.config import TeacherConfig
+from sert.teachers import get_teacher, teacher_metrics
 
 DATA = SHARED / "data"
 needs_shared = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} not found (the project's shared data sits beside CI's checkout only)")

@@ -7,11 +7,11 @@ import json
 import pytest
 from conftest import SHARED, gpt2_tokenizer
 
-from sert.evaluation import EvalConfig
-from sert.formats import PromptConfig, fill_prompt
+from sert.config import EvalConfig, PromptConfig, TeacherConfig
+from sert.formats import fill_prompt
 from sert.tasks import get_task
 from sert.tasks.base import TaskConfig
-from sert.teachers import TeacherConfig, get_teacher, teacher_row
+from sert.teachers import get_teacher, teacher_row
 from sert.text import pattern_failure, rep_n, words
 
 FTCOT = SHARED / "data" / "finetune-cot"

@@ -18,7 +18,8 @@ from sert.modeling import save_student
 from sert.report import rounds_markdown, rounds_svg, rows_from_metrics, stack_svg
 from sert.samplers import HFSampler
 from stages import evaluate, prepare, report, rounds, train_sert
-from stages.common import VARIANTS, load_params
+from sert.config import VARIANTS
+from stages.common import load_params
 
 PARAMS = {
     "task": {"options": {"modsum": {"n_train": 4, "n_test": 3}}},

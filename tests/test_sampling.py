@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from sert.samplers import SampleConfig, generate_greedy, sample_latent_paths
+from sert.config import SampleConfig
+from sert.samplers import generate_greedy, sample_latent_paths
 from sert.samplers.hf import top_k_top_p
 
 

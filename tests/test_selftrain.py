@@ -6,10 +6,10 @@ from dataclasses import replace
 import pytest
 
 import sert.selftrain as selftrain
-from sert.errors import EmptyResultError, ParamsError
-from sert.filtering import FilterConfig
+from sert.errors import EmptyResultError
+from sert.config import FilterConfig, SampleConfig
 from sert.modeling import load_student, save_student
-from sert.samplers import SampleConfig, sample_latent_paths
+from sert.samplers import sample_latent_paths
 from sert.selftrain import sample_filter_select, sample_shards, select_paths
 
 PROMPTS = [(f"q{i}", f"Question: What is {i} + {i + 1} mod 10?\nAnswer:") for i in range(5)]

@@ -19,9 +19,10 @@ import torch
 
 from sert.errors import ModelError
 from sert.modeling import load_student, resolve_gguf, save_student
-from sert.samplers import SampleConfig, fit_budget, generate_greedy, sample_latent_paths
+from sert.config import SampleConfig, TrainConfig
+from sert.samplers import fit_budget, generate_greedy, sample_latent_paths
 from sert.samplers.hf import _continue, _prefill, end_token_ids, top_k_top_p
-from sert.training import TrainConfig, prompt_target, train_causal_lm
+from sert.training import prompt_target, train_causal_lm
 
 QUESTIONS = ["Can a pear sink in water?", "Would a goldfish survive in the Dead Sea?",
              "Is the Eiffel Tower taller than the Great Pyramid of Giza?", "Did Aristotle use a laptop?",

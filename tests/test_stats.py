@@ -11,7 +11,8 @@ from conftest import SHARED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sert.evaluation import EvalConfig, score
+from sert.config import EvalConfig
+from sert.evaluation import score
 from sert.stats import bootstrap_mean, compare_paired, excludes_zero, mcnemar_exact, newcombe_difference, wilson
 from sert.tasks import Example, TaskConfig, get_task
 
@@ -184,7 +185,8 @@ STRATEGYQA = SHARED / "data/strategyqa/task.json"
 def test_real_teacher_row_has_intervals():
     """text-davinci-002's released completions for the 687 StrategyQA test questions, scored by the
     teacher stage's row: the intervals hold Table II's Len 76.77 and Rep 0.36, Fmt has none."""
-    from sert.teachers import TeacherConfig, get_teacher, teacher_row
+    from sert.config import TeacherConfig
+    from sert.teachers import get_teacher, teacher_row
 
     task = get_task(TaskConfig(name="strategyqa", source=str(SHARED / "data/strategyqa/task.json"),
                                split_file=str(SHARED / "data/finetune-cot/strategy_qa__default.json")))

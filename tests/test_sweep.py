@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from conftest import ROOT, copy_project, run
-from sert.sweep import (VARIANTS, SweepError, aggregate, experiment_name, interval, parse_seed, render_markdown,
-                        render_svg, select_runs, stage_actions, to_json, varying_params)
+from sert.config import VARIANTS
+from sert.sweep import SweepError, aggregate, experiment_name, interval, parse_seed, render_markdown, render_svg, select_runs, stage_actions, to_json, varying_params
 
 CAPTURED = json.loads((Path(__file__).parent / "data" / "exp_show_sweep.json").read_text())
 

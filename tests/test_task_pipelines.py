@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from stages.cli import app
-from stages.common import VARIANTS
+from sert.config import VARIANTS
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 SMALL = {

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from sert.errors import ParamsError, SertError
 from sert.tasks import Example, TaskConfig, get_task
 from sert.tasks.modsum import ORACLE_OPENING, question_text
-from sert.teachers import TeacherConfig, get_teacher, kept_rationales, teacher_metrics
+from sert.config import TeacherConfig
+from sert.teachers import get_teacher, kept_rationales, teacher_metrics
 from sert.teachers.oracle import oracle_plan
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,6 @@ import dataclasses
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,9 +17,8 @@ import yaml
 from safetensors.torch import load_file
 
 from sert.errors import ParamsError
-from sert.config import parse_section
-from sert.training import (IGNORE, LabelLoss, LiveLossCurve, TrainConfig, collate, group_by_length, split_batch,
-                           train_causal_lm)
+from sert.config import TrainConfig, parse_section
+from sert.training import IGNORE, LabelLoss, LiveLossCurve, collate, group_by_length, split_batch, train_causal_lm
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -68,7 +68,8 @@ import pytest
 import torch
 
 from sert.modeling import save_student
-from sert.samplers import SampleConfig, sample_latent_paths, trim_at_stop
+from sert.config import SampleConfig
+from sert.samplers import sample_latent_paths, trim_at_stop
 from sert.text import rep_n
 
 # --- the double ------------------------------------------------------------------------------

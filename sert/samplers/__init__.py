@@ -14,15 +14,14 @@ import goes in a circle (tests/test_import_cycles.py).
 
 from __future__ import annotations
 
-from sert.samplers.base import (Budget, Progress, Sample, Sampler, SampleConfig, batches, covering_prefix, fit_budget,
-                                kept_perplexity, perplexity, trim_at_stop)
+from sert.samplers.base import Budget, Progress, Sample, Sampler, batches, covering_prefix, fit_budget, kept_perplexity, perplexity, trim_at_stop
 from sert.samplers.registry import SAMPLERS, open_sampler, register_sampler, sampler_class
 
 from sert.samplers import hf, vllm_engine  # noqa: E402,F401,I001  (they register themselves)
 from sert.samplers.hf import (Generation, HFSampler, generate_greedy, resolve_device,  # noqa: E402,I001
                               sample_latent_paths)
 
-__all__ = ["SAMPLERS", "Budget", "Generation", "HFSampler", "Progress", "Sample", "SampleConfig", "Sampler",
+__all__ = ["SAMPLERS", "Budget", "Generation", "HFSampler", "Progress", "Sample", "Sampler",
            "batches", "covering_prefix", "fit_budget", "generate_greedy", "kept_perplexity", "open_sampler",
            "perplexity", "register_sampler", "resolve_device", "sample_latent_paths", "sampler_class",
            "trim_at_stop"]

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import random
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from pydantic import Field

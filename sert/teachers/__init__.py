@@ -13,11 +13,10 @@ import goes in a circle (tests/test_import_cycles.py).
 
 from __future__ import annotations
 
-from sert.teachers.base import (Rationale, Teacher, TeacherConfig, TeacherOutput, kept_rationales,
-                                teacher_metrics, teacher_row)
+from sert.teachers.base import Rationale, Teacher, TeacherOutput, kept_rationales, teacher_metrics, teacher_row
 from sert.teachers.registry import TEACHERS, get_teacher, register_teacher
 
 from sert.teachers import imported, openai_api, oracle  # noqa: E402,F401,I001  (they register themselves)
 
-__all__ = ["TEACHERS", "Rationale", "Teacher", "TeacherConfig", "TeacherOutput", "get_teacher",
+__all__ = ["TEACHERS", "Rationale", "Teacher", "TeacherOutput", "get_teacher",
            "kept_rationales", "register_teacher", "teacher_metrics", "teacher_row"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
-from sert.config import TeacherConfig  # noqa: F401  (re-exported: the config moved to sert.config)
-from sert.evaluation import EvalConfig, score
+from sert.config import EvalConfig, TeacherConfig
+from sert.evaluation import score
 from sert.tasks import Example, Task
 
 

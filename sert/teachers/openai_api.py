@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from sert.api import ApiClient, Failure, RequestFailed, failure_summary, run_jobs
 from sert.tasks import Example, Task
-from sert.teachers.base import Rationale, Teacher, TeacherConfig
+from sert.config import TeacherConfig
+from sert.teachers.base import Rationale, Teacher
 from sert.teachers.registry import register_teacher
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from sert.errors import ParamsError
 from sert.tasks import Task
-from sert.teachers.base import Teacher, TeacherConfig
+from sert.config import TeacherConfig
+from sert.teachers.base import Teacher
 
 
 TEACHERS: dict[str, type[Teacher]] = {}
