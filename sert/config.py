@@ -172,6 +172,13 @@ class TinyConfig:
     """Seed for corpus, initialisation and data order."""
     checkpoint_every: Int = Field(500, ge=0)
     """Save a resumable pretraining checkpoint every this many steps (0: never)."""
+    length_grouping: Bool = True
+    """Batch documents of similar length together (sert/training.py): the corpus mixes 5-token facts
+    with 46-token questions, and padding every batch to its longest document left 55% of the
+    computed positions padding."""
+    precision: Literal[PRECISIONS] = "auto"
+    """``fp32``, ``bf16`` (autocast, fp32 master weights) or ``auto`` (bf16 where the device computes
+    it natively, else fp32)."""
 
     @model_validator(mode="after")
     def _heads_divide_width(self):
@@ -230,6 +237,9 @@ class SampleConfig:
     (GPU, optional extra)."""
     device: Str = "auto"
     """Device for the hf backend: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``..."""
+    precision: Literal[PRECISIONS] = "auto"
+    """Weights and activations while sampling (hf backend): ``fp32``, ``bf16`` or ``auto`` (bf16 where
+    the device computes it natively, else fp32). Sampling probabilities are computed in fp32 either way."""
 
     @model_validator(mode="after")
     def _no_empty_stop(self):
@@ -429,7 +439,8 @@ class TrainConfig:
     length_grouping: Bool = False
     """Put examples of similar length in the same batch (less padding; changes the data order)."""
     precision: Literal[PRECISIONS] = "auto"
-    """``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 on a GPU that supports it, else fp32)."""
+    """``fp32``, ``bf16`` (autocast, fp32 master weights) or ``auto``: bf16 where the device computes it
+    natively (a bf16 GPU, a CPU with AMX or AVX-512-BF16), else fp32."""
     device: Literal[DEVICES] = "auto"
     """``auto`` (CUDA if available), ``cpu`` or ``cuda``; under ``accelerate launch`` each process gets its GPU."""
     checkpoint_every: Int = Field(0, ge=0)
@@ -455,6 +466,9 @@ class EvalConfig:
     """Words of reasoning (after a leading bare answer) for an output not to be a direct response."""
     severe_rep2: Float = Field(0.5, ge=0, le=1)
     """Outputs whose word bigram repetition rate is above this fail the format check."""
+    precision: Literal[PRECISIONS] = "auto"
+    """Weights and activations of the evaluated model: ``fp32``, ``bf16`` or ``auto`` (bf16 where the
+    device computes it natively, else fp32)."""
 
 
 @config_class

@@ -14,7 +14,8 @@ nanoGPT-style loop, readable in one sitting:
   long micro-batch.
 - The output projection runs only at the label positions (prompt, context and padding
   positions produce no logits): on GPT-2 the 50,257-way head is about a third of the FLOPs.
-- bf16 autocast on GPU (``precision``), and ``accelerate`` for devices and several processes:
+- bf16 autocast (fp32 master weights) where the device computes bf16 natively (``precision``:
+  ``auto``; sert/runtime.py), and ``accelerate`` for devices and several processes:
   ``accelerate launch`` runs the same stage on several GPUs, each process taking its share of
   every effective batch (DDP averages gradients; the loss is scaled so the result is still the
   per-token mean over the whole batch).
@@ -38,6 +39,7 @@ from tqdm.auto import tqdm
 from sert.checkpoint import Checkpoints, run_key
 from sert.config import TrainConfig
 from sert.errors import ParamsError
+from sert.runtime import resolve_precision
 
 IGNORE = -100
 GROUP_BATCHES = 50
@@ -62,6 +64,23 @@ def encode_segments(tokenizer, segments: list[tuple[str, bool]]) -> TrainExample
         ids += piece
         mask += [trained] * len(piece)
     return ids + [tokenizer.eos_token_id], mask + [True]
+
+
+def encode_documents(tokenizer, documents: list[list[tuple[str, bool]]]) -> list[TrainExample]:
+    """:func:`encode_segments` for many documents: the same ids, with each distinct segment text
+    tokenized once, in one batched call (a generated corpus repeats its segments: the tiny world's
+    60,000 documents have 120,000 segments but 15,500 distinct texts; 7 s -> 0.8 s)."""
+    distinct = list(dict.fromkeys(text for segments in documents for text, _ in segments))
+    encoded = dict(zip(distinct, tokenizer(distinct, add_special_tokens=False)["input_ids"])) if distinct else {}
+    examples = []
+    for segments in documents:
+        ids: list[int] = []
+        mask: list[bool] = []
+        for text, trained in segments:
+            ids += encoded[text]
+            mask += [trained] * len(encoded[text])
+        examples.append((ids + [tokenizer.eos_token_id], mask + [True]))
+    return examples
 
 
 def collate(examples: list[TrainExample], pad_id: int, max_length: int) -> dict[str, torch.Tensor]:
@@ -189,12 +208,6 @@ class LiveLossCurve:
         return LiveLossCurve(self.path, self.offset + steps, start=False)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    return precision
-
-
 def make_accelerator(device: str, section: str = "train"):
     """An ``accelerate.Accelerator`` for ``device``; mixed precision is our own autocast (see below).
     ``section``: the params section the config came from, for the error's key."""
@@ -237,7 +250,7 @@ def train_causal_lm(
     if cfg.batch_size < cfg.grad_accum * world:
         raise ParamsError(f"{section}.batch_size: {cfg.batch_size} is smaller than grad_accum x processes "
                           f"({cfg.grad_accum} x {world})")
-    precision = resolve_precision(cfg.precision, accelerator.device)
+    precision = resolve_precision(cfg.precision, accelerator.device, section)
     lengths = [min(len(ids), cfg.max_length) for ids, _ in examples]
     rng = random.Random(cfg.seed)
     per_epoch = math.ceil(len(examples) / cfg.batch_size)

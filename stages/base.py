@@ -14,7 +14,7 @@ from sert.io import atomic_path, write_json
 from sert.modeling import build_tiny_model, load_student, save_student, train_tokenizer
 from sert.tasks import get_task
 from sert.config import TrainConfig
-from sert.training import LiveLossCurve, encode_segments, is_main_process, train_causal_lm
+from sert.training import LiveLossCurve, encode_documents, is_main_process, train_causal_lm
 from stages.common import ParamsOption, load_params, read_examples, stage
 from stages.train_common import write_loss_curve
 
@@ -35,12 +35,13 @@ def main(params: Path = ParamsOption) -> None:
                                        cfg.fact_fraction, held_out, splits["train"])
         tokenizer = train_tokenizer(["".join(text for text, _ in doc) for doc in docs], cfg.vocab_size)
         model = build_tiny_model(cfg, tokenizer)
-        examples = [encode_segments(tokenizer, doc) for doc in docs]
+        examples = encode_documents(tokenizer, docs)
         losses = train_causal_lm(
             model, examples,
             TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, schedule="cosine", warmup_steps=min(50, cfg.steps // 10),
                         weight_decay=0.1, max_length=cfg.n_positions, seed=cfg.seed,
-                        checkpoint_every=cfg.checkpoint_every),
+                        checkpoint_every=cfg.checkpoint_every, length_grouping=cfg.length_grouping,
+                        precision=cfg.precision),
             tokenizer.pad_token_id, total_steps=cfg.steps, desc="pretrain", checkpoint_dir=paths.CHECKPOINTS / "base",
             on_step=LiveLossCurve(paths.PRETRAIN_CURVE),  # the curve so far, while pretraining runs
             section="pretrain",

@@ -9,15 +9,23 @@ stages' docstrings without importing them.
 
 from __future__ import annotations
 
-import ast
-import importlib
-from pathlib import Path
+# First, before anything can import torch: OpenMP reads its thread settings once, when torch loads
+# it (sert/runtime.py says which defaults and why; the user's environment wins).
+from sert.runtime import apply_thread_policy, check_thread_policy
 
-import click
-import typer
-from typer.core import TyperGroup
+apply_thread_policy()
 
-from sert.tasks import TASKS
+import ast  # noqa: E402
+import importlib  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import click  # noqa: E402
+import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+from sert.errors import SertError  # noqa: E402
+from sert.tasks import TASKS  # noqa: E402
 
 STAGES = ("prepare", "base", "sample", "filter", "teacher", "train-sert", "train", "evaluate", "report", "judge",
           "rounds", "presets")
@@ -64,6 +72,17 @@ def load_stage(name: str) -> click.Command:
     return typer.main.get_command(single)
 
 
+def check_threads() -> None:
+    """Stop with a one-line error on thread settings that make no sense; warn once on wasteful ones."""
+    try:
+        warning = check_thread_policy()
+    except SertError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 class LazyStages(TyperGroup):
     """A command group whose stage commands are placeholders (name and help only) until one is run."""
 
@@ -80,6 +99,8 @@ class LazyStages(TyperGroup):
         return [*STAGES, *(name for name in super().list_commands(ctx) if name not in STAGES)]
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
+        if args and args[0] in (*STAGES, *GROUPS) and not ctx.resilient_parsing:
+            check_threads()
         if args and args[0] in STAGES and args[0] not in self.loaded:
             self.commands[args[0]] = load_stage(args[0])
             self.loaded.add(args[0])

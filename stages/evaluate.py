@@ -11,7 +11,7 @@ from sert.errors import ParamsError
 from sert.evaluation import score
 from sert.formats import fill_prompt
 from sert.io import write_json, write_jsonl
-from sert.modeling import load_student
+from sert.modeling import for_inference, load_student
 from sert.samplers import generate_greedy
 from sert.tasks import get_task
 from sert.config import VARIANTS
@@ -34,6 +34,7 @@ def main(variant: str = typer.Argument(..., help=f"One of: {', '.join(VARIANTS)}
     examples = read_examples(paths.TEST)
     template = p.prompts.zero_shot if variant == "base" else p.prompts.train
     model, tokenizer = load_student(paths.model(variant), p.student.trust_remote_code)
+    model = for_inference(model, p.evaluate.precision, "evaluate")
     generations = generate_greedy(model, tokenizer, [fill_prompt(template, ex.question) for ex in examples],
                                   p.evaluate.max_new_tokens, p.evaluate.batch_size, desc=f"evaluate {variant}")
     records, metrics = score(task, examples, generations, p.evaluate)

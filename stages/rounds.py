@@ -17,7 +17,7 @@ from sert.errors import DataError
 from sert.evaluation import score
 from sert.formats import fill_prompt
 from sert.io import read_json, write_json
-from sert.modeling import load_student
+from sert.modeling import for_inference, load_student
 from sert.samplers import generate_greedy
 from sert.tasks import get_task
 from stages.common import ParamsOption, load_params, read_examples, stage
@@ -41,6 +41,7 @@ def main(params: Path = ParamsOption) -> None:
             metrics = read_json(paths.eval_metrics("sert"))
         else:
             model, tokenizer = load_student(paths.ROUNDS / f"round-{s['round']}", p.student.trust_remote_code)
+            model = for_inference(model, p.evaluate.precision, "evaluate")
             generations = generate_greedy(model, tokenizer, prompts, p.evaluate.max_new_tokens,
                                           p.evaluate.batch_size, desc=f"evaluate sert round {s['round']}")
             metrics = score(task, examples, generations, p.evaluate)[1]

@@ -4,10 +4,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-# One thread for torch in the suite and in the stages it runs (children inherit the variable):
-# the test models are tiny, and for them OpenMP's barriers cost more than a second core saves.
-# Set before anything imports torch. A user's OMP_NUM_THREADS wins.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The suite, and the stages it runs (children inherit the environment), get the `sert` command's
+# thread policy (sert/runtime.py), set before anything imports torch. A user's own OMP_* wins.
+from sert.runtime import apply_thread_policy
+
+apply_thread_policy()
 
 import pytest
 import yaml

@@ -123,7 +123,8 @@ def test_bf16_training_on_cuda_learns_and_tracks_fp32():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from sert.config import TrainConfig
-    from sert.training import prompt_target, resolve_precision, train_causal_lm
+    from sert.runtime import resolve_precision
+    from sert.training import prompt_target, train_causal_lm
 
     assert resolve_precision("auto", torch.device("cuda")) == "bf16"
     gen = torch.Generator().manual_seed(0)

@@ -2,6 +2,7 @@
 checkpoint/resume (in-process, and a stage killed with SIGKILL then rerun)."""
 
 import dataclasses
+import functools
 import json
 import os
 import random
@@ -18,19 +19,13 @@ from safetensors.torch import load_file
 
 from sert.errors import ParamsError
 from sert.config import TrainConfig, parse_section
-from sert.training import IGNORE, LabelLoss, LiveLossCurve, collate, group_by_length, split_batch, train_causal_lm
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sert.training import (IGNORE, LabelLoss, LiveLossCurve, collate, encode_documents, encode_segments,
+                           group_by_length, split_batch, train_causal_lm)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; on a loaded 2-core machine two OpenMP threads that
-    spin-wait for each other made each step ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_model(seed=0, vocab=50):
@@ -155,6 +150,34 @@ def test_bf16_autocast_trains_on_cpu():
                              total_steps=2)
     assert len(losses) == 2 and all(0 < x < 20 for x in losses)
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast, not a cast of the weights
+
+
+def test_bf16_inference_copy_leaves_the_callers_weights_alone():
+    from sert.modeling import for_inference
+
+    model = tiny_model()
+    same = for_inference(model, "fp32", "evaluate")
+    assert same is model
+    cast = for_inference(model, "bf16", "evaluate")
+    assert cast is not model and cast.dtype == torch.bfloat16 and not cast.training
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+@functools.cache
+def cached_gpt2_tokenizer():
+    from conftest import gpt2_tokenizer
+
+    return gpt2_tokenizer()
+
+
+SEGMENT = st.text(alphabet="ab +=?\n0123456789Qé", max_size=12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.tuples(SEGMENT, st.booleans()), max_size=4), max_size=6))
+def test_encode_documents_matches_encoding_each_document(documents):
+    tokenizer = cached_gpt2_tokenizer()
+    assert encode_documents(tokenizer, documents) == [encode_segments(tokenizer, d) for d in documents]
 
 
 class Interrupt(Exception):

@@ -318,8 +318,12 @@ class HFSampler(Sampler):
 
     @classmethod
     def from_model(cls, model, tokenizer, cfg: SampleConfig, stop_at_eos: bool = True) -> HFSampler:
-        """Sample with ``model`` as it is in memory, moved to ``cfg.device``."""
-        return cls(model.to(resolve_device(cfg.device)), tokenizer, cfg, stop_at_eos)
+        """Sample with ``model`` as it is in memory, moved to ``cfg.device`` (and cast to a copy in
+        bf16 when ``cfg.precision`` resolves to it)."""
+        from sert.modeling import for_inference
+
+        return cls(for_inference(model.to(resolve_device(cfg.device)), cfg.precision, "sample"), tokenizer, cfg,
+                   stop_at_eos)
 
     def plan(self, prompts: Sequence[str]) -> Budget:
         return fit_budget(self.tokenizer, prompts, self.cfg.max_new_tokens, self.n_positions)
