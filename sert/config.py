@@ -16,10 +16,9 @@ Why pydantic (v2, already installed through ``openai``): the classes declare unk
 rejection (``extra="forbid"``), strict types (``Int``/``Float``/``Bool``/``Str`` below: no
 ``"3"`` for 3, no ``true`` for 1, but a YAML ``1`` is a float ``1.0``), bounds (``Field(ge=1)``),
 enums (``Literal``) and nested sections (``teacher.api``) next to each field, where a reader
-looks for them; the hand-written coercion and the range checks it replaced lived in six places
-and checked ``train.schedule`` three times. The classes are pydantic *dataclasses*, so
-``dataclasses.asdict``/``replace``, positional construction and field docstrings work as before
-(and ``replace`` validates again). ``parse_section`` turns pydantic's error list into our
+looks for them, so each rule is stated once. The classes are pydantic *dataclasses*, so
+``dataclasses.asdict``/``replace``, positional construction and field docstrings work as for any
+dataclass (and ``replace`` validates again). ``parse_section`` turns pydantic's error list into our
 one-line ``ParamsError`` naming the full dotted key with the caller's section name.
 """
 
@@ -255,7 +254,7 @@ class FilterConfig:
     unit: Literal[UNITS] = "words"
     """Length and rep-2 unit: ``words`` (whitespace words of the kept reasoning, the paper's Len/Rep
     unit; perplexity of the kept reasoning's tokens) or ``model`` (the sampler's token count, token
-    rep-2 and perplexity of the whole sample: the old rule)."""
+    rep-2 and perplexity of the whole sample)."""
     require_correct: Bool = False
     """Keep a path only if its extracted answer is the gold one (STaR); the paper does not check."""
 

@@ -188,7 +188,7 @@ def test_table_cells_carry_their_intervals():
 
 
 def test_metrics_without_intervals_render_without_brackets():
-    """Metrics files written before the intervals existed (no *_ci keys) still make a report."""
+    """Metrics files without intervals (no *_ci keys) still make a report, without brackets."""
     md = render_markdown("modsum", "tiny", fake_evals(), FUNNEL, TEACHER, None, teacher_eval=TEACHER_EVAL)
     rows = table(md)
     assert len(rows) == 1 + 5 + 1 and not any("[" in row for row in rows)
