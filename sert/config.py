@@ -18,7 +18,8 @@ rejection (``extra="forbid"``), strict types (``Int``/``Float``/``Bool``/``Str``
 enums (``Literal``) and nested sections (``teacher.api``) next to each field, where a reader
 looks for them, so each rule is stated once. The classes are pydantic *dataclasses*, so
 ``dataclasses.asdict``/``replace``, positional construction and field docstrings work as for any
-dataclass (and ``replace`` validates again). ``parse_section`` turns pydantic's error list into our
+dataclass (and ``replace`` validates again). ``docs/gen_params.py`` writes the params reference
+(docs/params.md) from these fields. ``parse_section`` turns pydantic's error list into our
 one-line ``ParamsError`` naming the full dotted key with the caller's section name.
 """
 
@@ -577,7 +578,7 @@ def _nullable(info: Any) -> bool:
     return info is not None and type(None) in typing.get_args(info.annotation)
 
 
-def _bounds(info: Any) -> str:
+def describe_bounds(info: Any) -> str:
     """The field's allowed range in words: "at least 1", "in (0, 1]", "positive"."""
     low = high = None
     for m in info.metadata if info is not None else ():
@@ -620,7 +621,7 @@ def describe(error: dict, cls: type, section: str) -> str:
     if kind == "literal_error":
         return f"{key}: expected {error['ctx']['expected']}, got {value!r}"
     if kind in _RANGES:
-        return f"{key}: must be {_bounds(info)}{or_null}, got {value!r}"
+        return f"{key}: must be {describe_bounds(info)}{or_null}, got {value!r}"
     if kind == "value_error":
         cause = error["ctx"]["error"]
         if isinstance(cause, KeyedError):
