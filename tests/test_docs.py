@@ -1,6 +1,6 @@
 """The documentation: the site builds with ``mkdocs build --strict``, the params reference is what the
 config classes declare, the Quick start is what CI runs, and the commands the docs show name real
-commands and real params keys. (The experiment commands between the markers in docs/experiments.md
+commands and real params keys; no page, docstring or comment tells history. (The experiment commands between the markers in docs/experiments.md
 are run as written by tests/test_workflow.py.)"""
 
 import dataclasses
@@ -184,3 +184,18 @@ def test_is_params_key_tells_real_keys_from_typos():
     assert is_params_key("task.options.modsum.n_terms")
     assert not is_params_key("filter.max_rep") and not is_params_key("teacher.api.cash")
     assert not is_params_key("task.options.modsum.terms") and not is_params_key("task.options.nosuch.n_train")
+
+
+# -- docs say what is ------------------------------------------------------------------------------
+HISTORY = re.compile(r"\bissues? #?\d+|\b(?:this|the previous) commit\b|\bthe old rule\b|\bbefore the move\b"
+                     r"|\blived in \w+ places\b", flags=re.I)
+"""Phrases that tell how the code came to be rather than what it is (git keeps the history)."""
+
+
+def test_docs_docstrings_and_comments_tell_no_history():
+    files = [*PAGES, ROOT / "params.yaml", ROOT / "dvc.yaml", *sorted((ROOT / "sert").rglob("*.py")),
+             *sorted((ROOT / "stages").glob("*.py"))]
+    found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}" for path in files
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if HISTORY.search(line)]
+    assert not found, "\n".join(found)
+    assert HISTORY.search("as issue 12 changed it") and HISTORY.search("the old rule")
