@@ -1,7 +1,7 @@
 """The documentation: the site builds with ``mkdocs build --strict``, the params reference is what the
-config classes declare, the Quick start is what CI runs, and the commands the docs show name real
-commands and real params keys; no page, docstring or comment tells history. (The experiment commands between the markers in docs/experiments.md
-are run as written by tests/test_workflow.py.)"""
+config classes declare, the Quick start is what CI runs, the commands the docs show name real
+commands and real params keys, and no page, docstring or comment tells history. (The experiment
+commands between the markers in docs/experiments.md are run as written by tests/test_workflow.py.)"""
 
 import dataclasses
 import importlib.util
