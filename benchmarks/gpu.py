@@ -1,5 +1,5 @@
-"""GPU throughput of the sampling engine and the training loop, for the README's paper-scale
-estimates. Needs CUDA; random weights with GPT-2's real architecture and tokenizer (offline).
+"""GPU throughput of the sampling engine and the training loop, for the paper-scale estimates in
+docs/performance.md. Needs CUDA; random weights with GPT-2's real architecture and tokenizer (offline).
 
 For each GPT-2 size: latent-path sampling (the paper's 5 x 5 samples per prompt, ~60-token
 prompts, --new-tokens per sample without early stop) in bf16 and fp32, and training (batch 8,

@@ -27,5 +27,6 @@ cp -r metrics "$out.tmp/metrics"
 cp -r data/predictions "$out.tmp/predictions"          # per test question: output, prediction, correct
 cp data/self_train.jsonl data/teacher.jsonl "$out.tmp/"   # what SERT and RD were trained on
 cp params.yaml dvc.lock "$out.tmp/"
+[ ! -f "$out/README.md" ] || cp "$out/README.md" "$out.tmp/"   # the findings, written by hand, stay
 rm -rf "$out" && mv "$out.tmp" "$out"
 echo "results/run.sh: wrote $out"

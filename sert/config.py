@@ -16,10 +16,10 @@ Why pydantic (v2, already installed through ``openai``): the classes declare unk
 rejection (``extra="forbid"``), strict types (``Int``/``Float``/``Bool``/``Str`` below: no
 ``"3"`` for 3, no ``true`` for 1, but a YAML ``1`` is a float ``1.0``), bounds (``Field(ge=1)``),
 enums (``Literal``) and nested sections (``teacher.api``) next to each field, where a reader
-looks for them; the hand-written coercion and the range checks it replaced lived in six places
-and checked ``train.schedule`` three times. The classes are pydantic *dataclasses*, so
-``dataclasses.asdict``/``replace``, positional construction and field docstrings work as before
-(and ``replace`` validates again). ``parse_section`` turns pydantic's error list into our
+looks for them, so each rule is stated once. The classes are pydantic *dataclasses*, so
+``dataclasses.asdict``/``replace``, positional construction and field docstrings work as for any
+dataclass (and ``replace`` validates again). ``docs/gen_params.py`` writes the params reference
+(docs/params.md) from these fields. ``parse_section`` turns pydantic's error list into our
 one-line ``ParamsError`` naming the full dotted key with the caller's section name.
 """
 
@@ -265,7 +265,7 @@ class FilterConfig:
     unit: Literal[UNITS] = "words"
     """Length and rep-2 unit: ``words`` (whitespace words of the kept reasoning, the paper's Len/Rep
     unit; perplexity of the kept reasoning's tokens) or ``model`` (the sampler's token count, token
-    rep-2 and perplexity of the whole sample: the old rule)."""
+    rep-2 and perplexity of the whole sample)."""
     require_correct: Bool = False
     """Keep a path only if its extracted answer is the gold one (STaR); the paper does not check."""
 
@@ -592,7 +592,7 @@ def _nullable(info: Any) -> bool:
     return info is not None and type(None) in typing.get_args(info.annotation)
 
 
-def _bounds(info: Any) -> str:
+def describe_bounds(info: Any) -> str:
     """The field's allowed range in words: "at least 1", "in (0, 1]", "positive"."""
     low = high = None
     for m in info.metadata if info is not None else ():
@@ -635,7 +635,7 @@ def describe(error: dict, cls: type, section: str) -> str:
     if kind == "literal_error":
         return f"{key}: expected {error['ctx']['expected']}, got {value!r}"
     if kind in _RANGES:
-        return f"{key}: must be {_bounds(info)}{or_null}, got {value!r}"
+        return f"{key}: must be {describe_bounds(info)}{or_null}, got {value!r}"
     if kind == "value_error":
         cause = error["ctx"]["error"]
         if isinstance(cause, KeyedError):

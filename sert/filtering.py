@@ -10,7 +10,7 @@ reasoning (the text before the sample's first "the answer is", ``sert.text.kept_
 Length and rep-2 count whitespace words by default (``unit: words``, the paper's Len/Rep unit;
 its "25 tokens" is read in that unit); perplexity is the sampler's over the tokens covering the
 kept reasoning (``Sample.kept_perplexity``, computed where the per-token log-probabilities are).
-``unit: model`` is the old rule: token count, token rep-2 and perplexity of the whole sample.
+``unit: model`` measures the whole sample instead: the sampler's token count, token rep-2 and perplexity.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def measure(sample: Sample, unit: str) -> tuple[int, float]:
 
 def measured_perplexity(sample: Sample, unit: str) -> float | None:
     """The perplexity the filter compares: the kept reasoning's (``unit: words``) or the whole
-    sample's (``unit: model``, the old rule)."""
+    sample's (``unit: model``)."""
     return sample.perplexity if unit == "model" else sample.kept_perplexity
 
 

@@ -4,7 +4,7 @@ Acc is in percent as printed in the paper; Fmt is a fraction, Len mean whitespac
 output, Rep the word-unigram repetition rate (the units that reproduce its teacher row from
 Fine-tune-CoT's released completions, see sert/text.py). The paper reports only accuracy for
 Finetune, so its other fields are None.
-Source: ../shared/docs/sert-protocol.md, "Published numbers".
+Source: the paper's Table II, reproduced in docs/method.md ("The published numbers").
 
 TEST_SIZES gives the test questions behind each accuracy, so that the report can say which of the
 paper's differences can be told apart from noise (sert.compare.paper_comparisons). Four of the 24

@@ -29,7 +29,7 @@ MODELS = ("gpt2", "gpt2-medium", "gpt2-large")
 
 FINETUNE_COT_STRATEGYQA = "data/external/D_strategy_qa.json"
 """Where the StrategyQA presets read Fine-tune-CoT's released text-davinci-002 completions: the user
-downloads them (README "Tasks and teachers"); ``/data`` is gitignored, so the file stays local."""
+downloads them (docs/teachers.md); ``/data`` is gitignored, so the file stays local."""
 
 TEACHER_API = {"backend": "openai", "source": None}
 """text-davinci-002 is retired: the API alternative is ``teacher.model`` (gpt-3.5-turbo-instruct, its

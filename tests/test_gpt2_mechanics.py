@@ -34,7 +34,7 @@ def sample_of(text, tokenizer):
 
 
 def test_length_filter_counts_gpt2_tokens(tokenizer):
-    """filter.unit: model counts the sampler's GPT-2 tokens of the whole sample (the old rule)."""
+    """filter.unit: model counts the sampler's GPT-2 tokens of the whole sample."""
     words = " one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
     base = " Because" + words + " so"  # reasoning words before the answer clause
     texts = [base + " the answer is yes.", base + " it goes on. So the answer is yes."]

@@ -188,7 +188,7 @@ def test_table_cells_carry_their_intervals():
 
 
 def test_metrics_without_intervals_render_without_brackets():
-    """Metrics files written before the intervals existed (no *_ci keys) still make a report."""
+    """Metrics files without intervals (no *_ci keys) still make a report, without brackets."""
     md = render_markdown("modsum", "tiny", fake_evals(), FUNNEL, TEACHER, None, teacher_eval=TEACHER_EVAL)
     rows = table(md)
     assert len(rows) == 1 + 5 + 1 and not any("[" in row for row in rows)
@@ -374,8 +374,8 @@ def test_pipeline_writes_intervals_and_the_paired_comparisons(project):
         "{http://www.w3.org/2000/svg}path"))) >= 5 * 4  # every variant's interval except degenerate ones
 
 
-def test_readme_table_of_the_papers_differences_is_computed():
-    """README's table (all six published runs) is what sert.compare computes, row for row."""
+def test_docs_table_of_the_papers_differences_is_computed():
+    """docs/metrics.md's table (all six published runs) is what sert.compare computes, row for row."""
     from conftest import ROOT
 
     from sert.compare import paper_reading
@@ -387,7 +387,7 @@ def test_readme_table_of_the_papers_differences_is_computed():
                 f"[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] | {paper_reading(c).split(' (')[0]} |"
                 for s in ("gpt2", "gpt2-medium", "gpt2-large") for t in ("strategyqa", "commonsenseqa")
                 for c in paper_comparisons(published_run(t, s), TEST_SIZES[t])]
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
     rows = [line for line in readme.splitlines() if line.startswith("| GPT-2") and " vs " in line]
     assert rows == expected
     beyond = sum("beyond noise" in row for row in expected)

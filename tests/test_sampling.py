@@ -250,7 +250,7 @@ def test_an_empty_sample_has_null_perplexity_in_strict_json():
     assert json.loads(json.dumps(record, allow_nan=False))["perplexity"] is None
 
 
-# --- perplexity of the kept reasoning (issue 12, item 4) ------------------------------------
+# --- perplexity of the kept reasoning ---------------------------------------------------------
 
 def _kept_case(tok, reasoning, tail):
     ids = tok(reasoning + tail, add_special_tokens=False)["input_ids"]

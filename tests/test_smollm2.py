@@ -127,7 +127,7 @@ def test_samples_are_per_question_and_independent_of_the_batch(smollm2):
         assert (a.perplexity is None and b.perplexity is None) or math.isclose(a.perplexity, b.perplexity, rel_tol=1e-3)
 
 
-# --- EOS branches (issue 12, item 5) -------------------------------------------------------
+# --- EOS branches ----------------------------------------------------------------------------
 
 def test_an_end_token_branch_is_continued_after_the_boundary_and_written_as_valid_json(smollm2):
     """SmolLM2 ranks ``<|im_end|>`` among the top-5 first tokens of some StrategyQA-style

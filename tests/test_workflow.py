@@ -1,5 +1,5 @@
 """The researcher's workflow on the tiny pipeline (session fixture `project`, copied so the shared
-project stays untouched): the README's experiment commands, run exactly as written, and sharing
+project stays untouched): the documented experiment commands, run exactly as written, and sharing
 results through a DVC remote (push, fresh clone, pull, nothing to recompute)."""
 
 import re
@@ -11,12 +11,17 @@ from conftest import ROOT, copy_project, run
 
 BEGIN, END = "<!-- experiments:begin", "<!-- experiments:end -->"
 TERMINAL = 200
-"""Columns of the terminal the README's `dvc exp show` view must fit."""
+"""Columns of the terminal the documented `dvc exp show` view must fit."""
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+"""The pages that may hold the experiment markers: the README and the docs site's."""
 
 
-def readme_commands() -> list[str]:
-    """The shell lines of the ```bash blocks between the README's experiment markers, comments removed."""
-    text = (ROOT / "README.md").read_text()
+def documented_commands() -> list[str]:
+    """The shell lines of the ```bash blocks between the experiment markers, comments removed (the
+    markers are on exactly one page of the README and the docs, docs/experiments.md)."""
+    texts = [text for text in (page.read_text(encoding="utf-8") for page in PAGES) if BEGIN in text]
+    assert len(texts) == 1, f"the experiment markers are on {len(texts)} pages, expected 1"
+    text = texts[0]
     section = text[text.index(BEGIN):text.index(END)]
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S):
@@ -38,18 +43,18 @@ def wait_for_queue(cwd: Path, timeout: float = 900) -> str:
     raise AssertionError(f"queue still busy after {timeout} s:\n{status}")
 
 
-def test_readme_commands_are_the_ones_tested():
-    commands = readme_commands()
+def test_documented_commands_are_the_ones_tested():
+    commands = documented_commands()
     assert commands[:3] == ["dvc exp run --queue -n rep015 -S filter.max_rep2=0.15",
                             "dvc exp run --queue -n rep030 -S filter.max_rep2=0.3", "dvc queue start"]
     assert any(c.startswith("dvc exp apply") for c in commands)
     assert any(c.startswith("dvc exp branch") for c in commands)
 
 
-def test_readme_experiments_run_as_written(project, tmp_path):
+def test_documented_experiments_run_as_written(project, tmp_path):
     work = copy_project(project, tmp_path / "exp")
     outputs = {}
-    for command in readme_commands():
+    for command in documented_commands():
         # a 200-column terminal: DVC's table squeezes its columns with "…" when it is wider
         outputs[command] = run(["bash", "-c", f"COLUMNS={TERMINAL} {command}"], work).stdout
         if command == "dvc queue start":
