@@ -112,6 +112,17 @@ def engine_steps(model, examples, steps: int, counter=None) -> list[float]:
     return train_causal_lm(model, examples, cfg, 50256, total_steps=steps, desc="engine")
 
 
+def length_grouping(arguments_class) -> dict:
+    """The Trainer's length-grouped sampler: ``train_sampling_strategy="group_by_length"`` in
+    transformers >= 5.x's newer releases, ``group_by_length=True`` before."""
+    import inspect
+
+    params = inspect.signature(arguments_class).parameters
+    if "train_sampling_strategy" in params:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}
+
+
 def trainer_steps(model, examples, steps: int, counter=None) -> list[float]:
     """``transformers.Trainer`` given its best settings for this work: dynamic padding
     (``DataCollatorForSeq2Seq``: inputs padded per batch, labels with -100), ``group_by_length``,
@@ -139,7 +150,7 @@ def trainer_steps(model, examples, steps: int, counter=None) -> list[float]:
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=BATCH, max_steps=steps,
                                  learning_rate=3e-4, lr_scheduler_type="constant", weight_decay=0.0,
-                                 group_by_length=True, optim="adamw_torch_fused", use_cpu=True,
+                                 **length_grouping(TrainingArguments), optim="adamw_torch_fused", use_cpu=True,
                                  report_to=[], save_strategy="no", logging_steps=1, disable_tqdm=True,
                                  dataloader_num_workers=0, seed=0)
         trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
