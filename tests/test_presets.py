@@ -66,3 +66,11 @@ def test_preset_validates_with_the_paper_protocol(path):
 
 def test_default_params_file_validates():
     load_params(ROOT / "params.yaml")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "results").glob("*/params.yaml")), ids=lambda p: p.parent.name)
+def test_committed_result_params_load_with_todays_schema(path):
+    """A committed run's params stay readable: `cp results/<run>/params.yaml params.yaml` reruns it."""
+    from stages.common import load_params
+
+    load_params(path)
