@@ -51,3 +51,10 @@ def distill_text(example: Example, rationale: str, p: PromptConfig) -> tuple[str
 
 def finetune_text(example: Example, p: PromptConfig) -> tuple[str, str]:
     return fill_prompt(p.train, example.question), p.label.format(answer=example.answer)
+
+
+def keeps_rationale(correct: bool, only_correct: bool) -> bool:
+    """The only-correct rule (``teacher.only_correct``): distillation trains on a rationale whose answer
+    is right, and on every rationale when the rule is off."""
+    return correct or not only_correct
+

@@ -1,13 +1,7 @@
 """The report's pure parts: the Table II-style markdown (each metric with its 95% interval where
 the metrics file holds one), the paired comparisons, the paper's own differences against noise,
-the comparison figure (SVG, with error bars) and the DVC plot data (filter funnel, per-variant
-metrics, confusion pairs).
-
-The figure is hand-written SVG: a handful of bars and error bars need no plotting library
-(matplotlib is not a dependency), and its bytes depend on the numbers alone, so the git-tracked
-`metrics/report.svg` changes only when they do. matplotlib's SVG would need ``metadata={"Date":
-None}`` and a fixed ``svg.hashsalt`` (it embeds a date and random clip ids by default) and would
-still change with the installed matplotlib version.
+the comparison figure (SVG with error bars, drawn with sert/svg.py's names, colours and frame) and
+the DVC plot data (filter funnel, per-variant metrics, confusion pairs).
 """
 
 from __future__ import annotations
@@ -18,9 +12,7 @@ from xml.sax.saxutils import escape
 from sert.compare import ALPHA, PAIRS, paired_reading, paper_comparisons, paper_reading
 from sert.published import Published
 from sert.stats import N_RESAMPLES
-
-LABELS = {"base": "Base (zero-shot)", "finetune": "Finetune", "sert": "SERT", "rd": "RD", "sert_rd": "SERT+RD"}
-"""Report names of the evaluated variants; other variants are shown under their own name."""
+from sert.svg import COLORS, color, document, label
 
 METRICS = (("accuracy", "Acc"), ("format_rate", "Fmt"), ("reasoning_rate", "Reasoning"), ("length", "Len"),
            ("repetition", "Rep"))
@@ -35,12 +27,10 @@ PATTERN_REASONS = {"pattern_imitative": "imitative", "pattern_option_listing": "
                    "pattern_direct_response": "direct response"}
 """metrics/filter.json keys counting the pattern filter's drops per reason."""
 
-COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d")
-
-
-def label(variant: str) -> str:
-    return LABELS.get(variant, variant)
-
+DOMINANT_SHARE = 0.8
+"""A variant whose most frequent prediction covers at least this share of the test questions is named
+in the report as mostly repeating one answer: its accuracy is then mostly that answer's share of the
+gold labels, not a reading of the questions."""
 
 def _fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
@@ -56,8 +46,8 @@ def published_cell(p: Published | None) -> str:
 
 
 def interval(m: dict, key: str) -> tuple[float, float] | None:
-    """The metric's ``<key>_ci`` as (low, high), or None where the file has none (older metrics files,
-    a bootstrap over one question)."""
+    """The metric's ``<key>_ci`` as (low, high), or None where the file has none (an interval needs
+    at least two questions)."""
     ci = m.get(f"{key}_ci")
     return (float(ci[0]), float(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
 
@@ -80,7 +70,8 @@ def _row(name: str, m: dict, paper: str | None) -> str:
 def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict, teacher: dict,
                     published: dict[str, Published] | None, figure: str | None = None,
                     teacher_eval: dict | None = None, teacher_published: Published | None = None,
-                    comparisons: dict[str, dict] | None = None, published_n: int | None = None) -> str:
+                    comparisons: dict[str, dict] | None = None, published_n: int | None = None,
+                    predictions: dict[str, list[dict]] | None = None) -> str:
     """metrics/report.md: results table (with the paper's column when a published run or the
     paper's teacher row matches), the paired comparisons, the paper's differences against noise,
     the figure, the filter funnel and the teacher.
@@ -88,18 +79,18 @@ def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict,
     ``teacher_eval`` is metrics/eval/teacher.json: the teacher's test outputs scored like the
     variants (a row of the table), or ``{"available": false, "reason"}``. ``comparisons`` is
     metrics/compare.json (``sert.compare.compare_variants``); ``published_n`` the paper's test
-    questions for this task (``sert.published.published_test_size``)."""
+    questions for this task (``sert.published.published_test_size``); ``predictions`` the per-question
+    records of data/predictions/<variant>.jsonl, for the answers each variant gives and the
+    majority-class baseline."""
     paper = bool(published or teacher_published)
-    with_ci = any(interval(m, key) for m in evals.values() for key, _ in METRICS)
     lines = [
         f"# SERT results: task `{task}`, student `{model}`",
         "",
         "Greedy decoding on the test split. Acc, Fmt and Reasoning are fractions; Len is mean",
         "whitespace words per output and Rep the word-unigram repetition rate, the paper's units",
         "(Len/Rep tokens: the same in student tokens; see `sert/evaluation.py`).",
-        *(["In brackets, 95% intervals: Wilson for Acc, Fmt and Reasoning, a percentile bootstrap over the",
-           f"test questions ({N_RESAMPLES:,} resamples) for Len and Rep."] if with_ci else
-          ["This workspace's metrics files carry no intervals (written before they were added)."]),
+        "In brackets, 95% intervals: Wilson for Acc, Fmt and Reasoning, a percentile bootstrap over the",
+        f"test questions ({N_RESAMPLES:,} resamples) for Len and Rep.",
         "",
         "| method | Acc | Fmt | Len | Rep | Reasoning | n | Len tokens | Rep tokens |"
         + (" Paper (Acc % / Fmt / Len / Rep) |" if paper else ""),
@@ -126,6 +117,8 @@ def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict,
         lines.append("The teacher's paper cell is Table II's text-davinci-002 Zero-shot-CoT row.")
     if teacher_note:
         lines.append(teacher_note)
+    if predictions:
+        lines += [""] + answers_markdown(predictions)
     if comparisons:
         lines += [""] + comparisons_markdown(comparisons, evals)
     if published and published_n:
@@ -152,6 +145,74 @@ def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict,
               f"Backend `{teacher.get('backend')}`: {teacher.get('n_correct')}/{teacher.get('n')} correct "
               f"(accuracy {teacher.get('accuracy', 0):.3f}) on the training questions.{supply}", ""]
     return "\n".join(lines)
+
+
+def majority_class(records: list[dict]) -> tuple[str, int, int]:
+    """The test split's most frequent gold answer, its count and the number of questions (ties go to
+    the answer that sorts first, so the result does not depend on the records' order)."""
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[str(r["answer"])] = counts.get(str(r["answer"]), 0) + 1
+    if not counts:
+        raise ValueError("majority_class: no test questions")
+    answer = min(counts, key=lambda a: (-counts[a], a))
+    return answer, counts[answer], len(records)
+
+
+def answer_counts(records: list[dict]) -> dict[str, int]:
+    """How often each answer was predicted, most frequent first (ties by answer); questions without an
+    extractable answer count under 'none', listed last."""
+    counts: dict[str, int] = {}
+    for r in records:
+        if r.get("prediction") is not None:
+            counts[str(r["prediction"])] = counts.get(str(r["prediction"]), 0) + 1
+    ordered = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    missing = sum(r.get("prediction") is None for r in records)
+    return {**ordered, **({"none": missing} if missing else {})}
+
+
+def dominant_answer(records: list[dict], share: float = DOMINANT_SHARE) -> tuple[str, float] | None:
+    """(answer, its share of the test questions) when one predicted answer covers at least ``share`` of
+    them, else None."""
+    counts = {a: c for a, c in answer_counts(records).items() if a != "none"}
+    if not counts or not records:
+        return None
+    answer = next(iter(counts))
+    fraction = counts[answer] / len(records)
+    return (answer, fraction) if fraction >= share else None
+
+
+def answers_markdown(predictions: dict[str, list[dict]]) -> list[str]:
+    """The "Answers given" section: the majority-class baseline and each variant's answer distribution,
+    so that no accuracy is read without them."""
+    first = next(iter(predictions.values()))
+    answer, count, n = majority_class(first)
+    gold = answer_counts([{"prediction": r["answer"]} for r in first])
+    labels = list(gold) + sorted({a for records in predictions.values() for a in answer_counts(records)
+                                  if a not in gold and a != "none"}) + ["none"]
+    lines = ["## Answers given", "",
+             f"Gold answers of the {n} test questions: " + ", ".join(f"{a} {c}" for a, c in gold.items())
+             + f". Always answering \"{answer}\" scores {count / n:.3f} (the majority class). Per variant, how",
+             "often each answer was predicted ('none': no extractable answer), and the share of its most",
+             "frequent one:", "",
+             "| method | " + " | ".join(labels) + " | most frequent |",
+             "|---|" + "---|" * (len(labels) + 1)]
+    repeaters = []
+    for variant, records in predictions.items():
+        counts = answer_counts(records)
+        top = next((a for a in counts if a != "none"), None)
+        share = "-" if top is None else f"{top} {counts[top] / len(records):.3f}"
+        lines.append(f"| {label(variant)} | " + " | ".join(str(counts.get(a, 0)) for a in labels) + f" | {share} |")
+        dominant = dominant_answer(records)
+        if dominant:
+            repeaters.append(f"{label(variant)} (\"{dominant[0]}\" on {dominant[1]:.0%})")
+    lines.append("")
+    if repeaters:
+        lines.append(f"Mostly one answer (at least {DOMINANT_SHARE:.0%} of the questions): {', '.join(repeaters)}; "
+                     "such a variant's accuracy is close to that answer's share of the gold labels.")
+    else:
+        lines.append(f"No variant gives one answer on {DOMINANT_SHARE:.0%} of the questions or more.")
+    return lines
 
 
 def _signed(value: float, digits: int) -> str:
@@ -258,9 +319,7 @@ def render_svg(evals: dict[str, dict], published: dict[str, Published] | None = 
     def x_of(x0: float, value: float, scale: float) -> float:
         return x0 + max(0.0, min(1.0, value / scale)) * bar_w
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{width}" height="{height}" fill="white"/>']
+    out: list[str] = []
     for i, variant in enumerate(variants):
         y = top + i * row_h
         out.append(f'<text x="{name_w - 8}" y="{y + 15}" text-anchor="end">{escape(label(variant))}</text>')
@@ -280,7 +339,7 @@ def render_svg(evals: dict[str, dict], published: dict[str, Published] | None = 
             value = float(evals[variant][key])
             w = x_of(x0, value, scale) - x0
             out.append(f'<rect x="{x0}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" '
-                       f'fill="{COLORS[i % len(COLORS)]}"/>')
+                       f'fill="{color(i)}"/>')
             text_x = x0 + w
             ci = interval(evals[variant], key)
             if ci is not None:  # a line from low to high with end caps, across the bar's middle
@@ -297,13 +356,12 @@ def render_svg(evals: dict[str, dict], published: dict[str, Published] | None = 
                            'stroke="black" stroke-width="2"/>')
     for k, note in enumerate(notes):
         out.append(f'<text x="{name_w}" y="{bottom + 26 + 18 * k}" font-size="11">{escape(note)}</text>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+    return document(width, height, out)
 
 
 # --- Iterated SERT (sert.rounds > 1): the per-round table and curve, under the figure -------------
 
-CURVES = (("accuracy", "Acc", "#4c78a8"), ("reasoning_rate", "Reasoning", "#f58518"))
+CURVES = (("accuracy", "Acc", COLORS[0]), ("reasoning_rate", "Reasoning", COLORS[1]))
 """Per-round metrics drawn in the curve: (key, name, colour)."""
 
 
@@ -338,10 +396,7 @@ def rounds_svg(rows: list[dict]) -> str:
     def y(v: float) -> float:
         return top + plot_h * (1 - max(0.0, min(1.0, v)))
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="{left}" y="18" font-weight="bold">Iterated SERT: test metrics per round</text>',
+    out = [f'<text x="{left}" y="18" font-weight="bold">Iterated SERT: test metrics per round</text>',
            f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#999"/>',
            f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>']
     for tick in (0.0, 0.5, 1.0):
@@ -350,14 +405,13 @@ def rounds_svg(rows: list[dict]) -> str:
         out.append(f'<text x="{x(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle" font-size="10">'
                    f'{r["round"]}</text>')
     out.append(f'<text x="{left + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle" font-size="11">round</text>')
-    for j, (key, name, color) in enumerate(CURVES):
+    for j, (key, name, stroke) in enumerate(CURVES):
         points = " ".join(f"{x(i):.1f},{y(float(r[key])):.1f}" for i, r in enumerate(rows))
-        out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/>')
+        out.append(f'<polyline points="{points}" fill="none" stroke="{stroke}" stroke-width="2"/>')
         for i, r in enumerate(rows):
-            out.append(f'<circle cx="{x(i):.1f}" cy="{y(float(r[key])):.1f}" r="3" fill="{color}"/>')
-        out.append(f'<text x="{left + plot_w + 12}" y="{top + 14 + 18 * j}" fill="{color}">{escape(name)}</text>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+            out.append(f'<circle cx="{x(i):.1f}" cy="{y(float(r[key])):.1f}" r="3" fill="{stroke}"/>')
+        out.append(f'<text x="{left + plot_w + 12}" y="{top + 14 + 18 * j}" fill="{stroke}">{escape(name)}</text>')
+    return document(width, height, out)
 
 
 def rows_from_metrics(metrics: dict) -> list[dict]:

@@ -22,6 +22,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from sert.errors import DataError, SertError
+from sert.svg import COLORS, document, label
 
 VARIANTS = ("base", "finetune", "sert", "rd", "sert_rd")
 """The evaluated variants, in report order (``metrics/eval/<variant>.json`` of each experiment)."""
@@ -29,10 +30,6 @@ VARIANTS = ("base", "finetune", "sert", "rd", "sert_rd")
 METRICS = ("accuracy", "reasoning_rate", "format_rate")
 """The metrics aggregated by default: the rates of metrics/eval/<variant>.json (all in [0, 1])."""
 
-LABELS = {"base": "Base (zero-shot)", "finetune": "Finetune", "sert": "SERT", "rd": "RD", "sert_rd": "SERT+RD",
-          "accuracy": "Acc", "reasoning_rate": "Reasoning", "format_rate": "Fmt", "length": "Len",
-          "repetition": "Rep"}
-"""Names shown in the table and the figure; anything else is shown under its own name."""
 
 CONFIDENCE = 0.95
 """Coverage of the interval for the mean across seeds."""
@@ -231,10 +228,6 @@ def aggregate(runs: list[SeedRun], variants: tuple[str, ...] = VARIANTS,
     return [summarize(v, m, runs) for m in metrics for v in variants]
 
 
-def label(key: str) -> str:
-    return LABELS.get(key, key)
-
-
 def _f(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -281,9 +274,6 @@ def to_json(prefix: str, runs: list[SeedRun], summaries: list[Summary], varying:
             "varying_params": varying, "summaries": [s.as_json() for s in summaries]}
 
 
-COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d")
-
-
 def render_svg(summaries: list[Summary]) -> str:
     """One panel per metric on a 0-1 axis, one row per variant: a dot per seed, the mean as a bar
     with its interval as a black whisker. An interval reaching past 0 or 1 is clipped at the panel
@@ -294,9 +284,7 @@ def render_svg(summaries: list[Summary]) -> str:
     name_w, panel_w, axis_w, row_h, top = 120, 190, 160, 26, 46
     width = name_w + panel_w * len(metrics) + 10
     height = top + row_h * len(variants) + 40
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{width}" height="{height}" fill="white"/>']
+    out: list[str] = []
     for i, variant in enumerate(variants):
         out.append(f'<text x="{name_w - 8}" y="{top + i * row_h + 17}" text-anchor="end">'
                    f'{escape(label(variant))}</text>')
@@ -342,8 +330,7 @@ def render_svg(summaries: list[Summary]) -> str:
     seeds = summaries[0].seeds if summaries else ()
     out.append(f'<text x="{name_w}" y="{height - 8}" font-size="11">{len(seeds)} seeds: dots = one seed each, '
                f'bar = mean, whisker = {CONFIDENCE:.0%} t-interval of the mean (clipped to 0 - 1).</text>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+    return document(width, height, out)
 
 
 # -- what the runs recomputed -----------------------------------------------------------------

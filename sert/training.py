@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from sert.checkpoint import Checkpoints, run_key
 from sert.config import TrainConfig
 from sert.errors import ParamsError
+from sert.io import write_text
 from sert.runtime import resolve_precision
 
 IGNORE = -100
@@ -174,6 +175,15 @@ def split_batch(batch: list[int], lengths: list[int], parts: int) -> list[list[i
     return out
 
 
+def final_loss(losses: list[float]) -> float:
+    """A run's final loss: the mean of its last 5% of steps (at least one), rounded to 4 decimals; one
+    step's loss is too noisy to compare runs by."""
+    if not losses:
+        raise ValueError("final_loss: no steps")
+    tail = losses[-max(1, len(losses) // 20):]
+    return round(sum(tail) / len(tail), 4)
+
+
 def is_main_process() -> bool:
     """True unless this is a non-zero rank of a multi-process launch (``accelerate launch``/torchrun
     set RANK): only the main process writes a stage's outputs."""
@@ -206,6 +216,12 @@ class LiveLossCurve:
     def shifted(self, steps: int) -> LiveLossCurve:
         """The same file, continued after ``steps`` rows (the next round of a multi-round run)."""
         return LiveLossCurve(self.path, self.offset + steps, start=False)
+
+
+def write_loss_curve(path: Path, losses: list[float]) -> None:
+    """The finished curve: one ``step,loss`` row per optimizer step (the same rows ``LiveLossCurve``
+    writes as they come), written atomically."""
+    write_text(path, "step,loss\n" + "".join(f"{i},{loss:.6g}\n" for i, loss in enumerate(losses, 1)))
 
 
 def make_accelerator(device: str, section: str = "train"):

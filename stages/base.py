@@ -14,9 +14,8 @@ from sert.io import atomic_path, write_json
 from sert.modeling import build_tiny_model, load_student, save_student, train_tokenizer
 from sert.tasks import get_task
 from sert.config import TrainConfig
-from sert.training import LiveLossCurve, encode_documents, is_main_process, train_causal_lm
+from sert.training import LiveLossCurve, encode_documents, is_main_process, train_causal_lm, write_loss_curve
 from stages.common import ParamsOption, load_params, read_examples, stage
-from stages.train_common import write_loss_curve
 
 
 @stage

@@ -12,9 +12,8 @@ import typer
 import yaml
 
 from sert.config import Params, parse_section
-from sert.errors import DataError, ParamsError
-from sert.io import read_jsonl
-from sert.tasks import Example, get_task
+from sert.errors import ParamsError
+from sert.tasks import get_task, read_examples  # noqa: F401  (read_examples: re-exported for the stages)
 from stages.errors import stage  # noqa: F401  (re-exported: every stage imports it from here)
 
 
@@ -44,12 +43,5 @@ def check_registries(p: Params) -> None:
     if p.teacher.error_rate and not task.can_write_wrong_rationales():
         raise ParamsError(f"teacher.error_rate: task {task.name!r} cannot write wrong rationales (modsum can); "
                           "set 0.0")
-
-
-def read_examples(path: Path) -> list[Example]:
-    records = read_jsonl(path, required=("id", "question", "answer"))
-    if not records:
-        raise DataError(f"{path}: no records")
-    return [Example.from_json(r) for r in records]
 
 

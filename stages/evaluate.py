@@ -7,14 +7,12 @@ from pathlib import Path
 import typer
 
 from sert import paths
-from sert.errors import ParamsError
-from sert.evaluation import score
-from sert.formats import fill_prompt
-from sert.io import write_json, write_jsonl
-from sert.modeling import for_inference, load_student
-from sert.samplers import generate_greedy
-from sert.tasks import get_task
 from sert.config import VARIANTS
+from sert.errors import ParamsError
+from sert.io import write_json, write_jsonl
+from sert.modeling import load_student
+from sert.tasks import get_task
+from sert.model_eval import evaluate_model
 from stages.common import ParamsOption, load_params, read_examples, stage
 
 
@@ -30,14 +28,10 @@ def main(variant: str = typer.Argument(..., help=f"One of: {', '.join(VARIANTS)}
     if variant not in VARIANTS:
         raise ParamsError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     p = load_params(params)
-    task = get_task(p.task)
-    examples = read_examples(paths.TEST)
     template = p.prompts.zero_shot if variant == "base" else p.prompts.train
     model, tokenizer = load_student(paths.model(variant), p.student.trust_remote_code)
-    model = for_inference(model, p.evaluate.precision, "evaluate")
-    generations = generate_greedy(model, tokenizer, [fill_prompt(template, ex.question) for ex in examples],
-                                  p.evaluate.max_new_tokens, p.evaluate.batch_size, desc=f"evaluate {variant}")
-    records, metrics = score(task, examples, generations, p.evaluate)
+    records, metrics = evaluate_model(model, tokenizer, get_task(p.task), read_examples(paths.TEST), template,
+                                      p.evaluate, desc=f"evaluate {variant}")
     write_jsonl(paths.predictions(variant), records)
     write_json(paths.eval_metrics(variant), metrics)
     low, high = metrics["accuracy_ci"]

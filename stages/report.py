@@ -30,9 +30,7 @@ def main(params: Path = ParamsOption) -> None:
     evals = {v: read_json(paths.eval_metrics(v)) for v in VARIANTS}
     funnel = read_json(paths.FILTER_METRICS)
     teacher = read_json(paths.TEACHER_METRICS)
-    # The teacher row; absent in a workspace whose teacher stage predates it (the report then has none).
-    teacher_row = paths.eval_metrics("teacher")
-    teacher_eval = read_json(teacher_row) if teacher_row.is_file() else None
+    teacher_eval = read_json(paths.eval_metrics("teacher"))  # the teacher row, or why there is none
     published = published_run(p.task.name, p.student.model)
     rounds = rows_from_metrics(read_json(paths.ROUNDS_METRICS))
     predictions = {v: read_jsonl(paths.predictions(v), required=("id", "answer", "prediction", "correct"))
@@ -41,7 +39,8 @@ def main(params: Path = ParamsOption) -> None:
     figure = render_svg(evals, published)
     markdown = render_markdown(p.task.name, p.student.model, evals, funnel, teacher, published, figure="report.svg",
                                teacher_eval=teacher_eval, teacher_published=published_teacher(p.task.name),
-                               comparisons=comparisons, published_n=published_test_size(p.task.name))
+                               comparisons=comparisons, published_n=published_test_size(p.task.name),
+                               predictions=predictions)
     if len(rounds) > 1:  # iterated SERT: the per-round table, and the curve under the figure
         figure = stack_svg(figure, rounds_svg(rounds))
         markdown += "\n" + rounds_markdown(rounds)

@@ -14,14 +14,11 @@ import typer
 
 from sert import paths
 from sert.errors import DataError
-from sert.evaluation import score
-from sert.formats import fill_prompt
 from sert.io import read_json, write_json
-from sert.modeling import for_inference, load_student
-from sert.samplers import generate_greedy
+from sert.modeling import load_student
 from sert.tasks import get_task
+from sert.model_eval import evaluate_model
 from stages.common import ParamsOption, load_params, read_examples, stage
-
 
 
 @stage
@@ -34,17 +31,14 @@ def main(params: Path = ParamsOption) -> None:
         raise DataError(f"{paths.ROUNDS / 'rounds.json'}: expected rounds 1..N in order")
     task = get_task(p.task)
     examples = read_examples(paths.TEST)
-    prompts = [fill_prompt(p.prompts.train, ex.question) for ex in examples]
     rows = []
     for s in stats:
         if s["round"] == len(stats):
             metrics = read_json(paths.eval_metrics("sert"))
         else:
             model, tokenizer = load_student(paths.ROUNDS / f"round-{s['round']}", p.student.trust_remote_code)
-            model = for_inference(model, p.evaluate.precision, "evaluate")
-            generations = generate_greedy(model, tokenizer, prompts, p.evaluate.max_new_tokens,
-                                          p.evaluate.batch_size, desc=f"evaluate sert round {s['round']}")
-            metrics = score(task, examples, generations, p.evaluate)[1]
+            metrics = evaluate_model(model, tokenizer, task, examples, p.prompts.train,
+                                     p.evaluate, desc=f"evaluate sert round {s['round']}")[1]
         rows.append({**s, "accuracy": metrics["accuracy"], "reasoning_rate": metrics["reasoning_rate"]})
         typer.echo(f"rounds: round {s['round']}: accuracy {metrics['accuracy']:.3f}, "
                    f"reasoning {metrics['reasoning_rate']:.3f}")

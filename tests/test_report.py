@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import run
 
 from sert.compare import PAIRS, compare_variants, pair_key, paper_comparisons
@@ -14,8 +16,8 @@ from sert.errors import DataError
 from sert.io import write_json, write_jsonl
 from sert.published import (TABLE_II, TEST_SIZES, published_count, published_run, published_student,
                             published_teacher, published_test_size)
-from sert.report import (FUNNEL_STEPS, confusion_rows, funnel_rows, render_markdown, render_svg,
-                         variant_rows)
+from sert.report import (DOMINANT_SHARE, FUNNEL_STEPS, answer_counts, answers_markdown, confusion_rows,
+                         dominant_answer, funnel_rows, majority_class, render_markdown, render_svg, variant_rows)
 from sert.stats import compare_paired, newcombe_difference, wilson
 
 VARIANTS = ("base", "finetune", "sert", "rd", "sert_rd")
@@ -188,11 +190,10 @@ def test_table_cells_carry_their_intervals():
 
 
 def test_metrics_without_intervals_render_without_brackets():
-    """Metrics files without intervals (no *_ci keys) still make a report, without brackets."""
+    """Metrics without intervals (no *_ci keys: one test question) make a report without brackets."""
     md = render_markdown("modsum", "tiny", fake_evals(), FUNNEL, TEACHER, None, teacher_eval=TEACHER_EVAL)
     rows = table(md)
     assert len(rows) == 1 + 5 + 1 and not any("[" in row for row in rows)
-    assert "This workspace's metrics files carry no intervals" in md and "In brackets" not in md
     root = ET.fromstring(render_svg(fake_evals()))
     assert not list(root.iter("{http://www.w3.org/2000/svg}path"))
     assert not any("Error bars" in (t.text or "") for t in root.iter("{http://www.w3.org/2000/svg}text"))
@@ -313,7 +314,7 @@ def test_report_shows_the_papers_differences_against_noise():
 
 
 def report_workspace(root: Path, evals: dict, predictions: dict, task: str = "modsum", model: str = "tiny"):
-    """The report stage's inputs, as an older workspace would hold them (metrics without *_ci keys)."""
+    """The report stage's inputs (metrics without *_ci keys, which the report does not need)."""
     params = {"task": {"name": task}, "student": {"model": model}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     for v, m in evals.items():
@@ -321,10 +322,11 @@ def report_workspace(root: Path, evals: dict, predictions: dict, task: str = "mo
         write_jsonl(root / "data/predictions" / f"{v}.jsonl", predictions[v])
     write_json(root / "metrics/filter.json", FUNNEL)
     write_json(root / "metrics/teacher.json", TEACHER)
+    write_json(root / "metrics/eval/teacher.json", TEACHER_EVAL)
     write_json(root / "metrics/rounds.json", {})
 
 
-def test_report_stage_on_metrics_without_intervals(tmp_path, monkeypatch):
+def test_report_stage_writes_the_report_and_the_comparisons(tmp_path, monkeypatch):
     from stages import report
 
     report_workspace(tmp_path, fake_evals(), fake_predictions(8))
@@ -333,7 +335,7 @@ def test_report_stage_on_metrics_without_intervals(tmp_path, monkeypatch):
     compare = json.loads(Path("metrics/compare.json").read_text())
     assert [(c["a"], c["b"]) for c in compare.values()] == list(PAIRS) and all(c["n"] == 8 for c in compare.values())
     md = Path("metrics/report.md").read_text()
-    assert "## Paired comparisons" in md and "carry no intervals" in md
+    assert "## Paired comparisons" in md and "## Answers given" in md and "## Teacher" in md
     assert not Path("metrics/summary.json").exists()  # every number has one home: metrics/eval, filter, teacher
 
 
@@ -400,3 +402,52 @@ def test_teacher_section_states_a_scarce_erring_teachers_supply():
     assert "It covered 100 of 400 questions, 30 of its rationales wrong by design. 70 rationales were kept" in md
     plain = render_markdown("modsum", "tiny", fake_evals(), FUNNEL, TEACHER, None, figure="report.svg")
     assert "covered" not in plain.split("## Teacher")[1]
+
+
+# -- answers given: the majority-class baseline and each variant's answer distribution -------------
+def records(gold: str, predicted: str) -> list[dict]:
+    """One record per character: gold answer and prediction ('-' for none)."""
+    return [{"answer": g, "prediction": None if p == "-" else p} for g, p in zip(gold, predicted, strict=True)]
+
+
+def test_majority_class_and_answer_counts():
+    rs = records("nnnyy", "nnn-y")
+    assert majority_class(rs) == ("n", 3, 5)
+    assert majority_class(records("yynn", "----")) == ("n", 2, 4)  # a tie goes to the answer sorting first
+    assert answer_counts(rs) == {"n": 3, "y": 1, "none": 1}
+    assert list(answer_counts(records("abcde", "cbcb-"))) == ["b", "c", "none"]
+    with pytest.raises(ValueError, match="no test questions"):
+        majority_class([])
+
+
+def test_dominant_answer_counts_questions_without_an_answer():
+    assert dominant_answer(records("nnnnnyyyyy", "nnnnnnnnyy")) == ("n", 0.8)
+    assert dominant_answer(records("nnnnnyyyyy", "nnnnnnnyyy")) is None
+    # 8 of 10 predictions are "n", but only 8 of 20 questions: not a repeater by the questions' count
+    assert dominant_answer(records("n" * 20, "nnnnnnnnyy" + "-" * 10)) is None
+    assert dominant_answer(records("nn", "--")) is None
+
+
+def test_answers_section_names_the_repeater_and_the_baseline():
+    predictions = {"base": records("nnnyy", "n----"), "finetune": records("nnnyy", "nnnyy"),
+                   "sert": records("nnnyy", "nnnnn")}
+    md = "\n".join(answers_markdown(predictions))
+    assert 'Always answering "n" scores 0.600' in md
+    assert "| Base (zero-shot) | 1 | 0 | 4 | n 0.200 |" in md
+    assert "| SERT | 5 | 0 | 0 | n 1.000 |" in md
+    assert 'Mostly one answer (at least 80% of the questions): SERT ("n" on 100%)' in md
+    full = render_markdown("modsum", "tiny", fake_evals(), FUNNEL, TEACHER, None, predictions=predictions)
+    assert full.index("## Answers given") < full.index("## Self-training data")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from(["a", "b", "c", None])), min_size=1, max_size=40))
+def test_answer_counts_cover_every_question(pairs):
+    rs = [{"answer": g, "prediction": p} for g, p in pairs]
+    counts = answer_counts(rs)
+    assert sum(counts.values()) == len(rs)
+    answer, count, n = majority_class(rs)
+    assert n == len(rs) and count == max(sum(r["answer"] == a for r in rs) for a in "abc")
+    dominant = dominant_answer(rs)
+    top = max((c for a, c in counts.items() if a != "none"), default=0)
+    assert (dominant is not None) == (top / len(rs) >= DOMINANT_SHARE)

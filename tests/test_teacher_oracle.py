@@ -220,8 +220,9 @@ def test_default_teacher_output_is_the_committed_pipelines_byte_for_byte(tmp_pat
 
 @pytest.mark.parametrize("only_correct", [True, False])
 def test_stage_metrics_and_only_correct_filter_what_distillation_trains_on(tmp_path, monkeypatch, only_correct):
+    from sert.tasks import read_examples
+    from sert.variants import distill_texts
     from stages.common import load_params
-    from stages.train import training_texts
 
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path, coverage=0.25, error_rate=0.3, seed=5, only_correct=only_correct)
@@ -233,7 +234,8 @@ def test_stage_metrics_and_only_correct_filter_what_distillation_trains_on(tmp_p
     rows = [json.loads(line) for line in Path("data/teacher.jsonl").read_text().splitlines()]
     wrong_texts = [r["rationale"] for r in rows if not r["correct"]]
     assert len(wrong_texts) == 30
-    texts = training_texts("rd", load_params(Path("params.yaml")))
+    p = load_params(Path("params.yaml"))
+    texts = distill_texts(read_examples(Path("data/prepared/train.jsonl")), rows, p.prompts, p.teacher.only_correct)
     assert len(texts) == metrics["kept"]
     distilled = " ".join(target for _, target in texts)
     # Wrong rationales are dropped with only_correct and distilled without it.

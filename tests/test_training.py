@@ -222,7 +222,7 @@ def test_resume_gives_the_same_weights_bitwise(tmp_path):
 def test_live_loss_curve_grows_per_step_and_ends_as_the_final_curve(tmp_path, monkeypatch):
     """The CSV holds every finished step while training runs (what `dvc plots show` reads then),
     continues its numbering over a second run, and matches the stage's final rewrite byte for byte."""
-    from stages.train_common import write_loss_curve
+    from sert.training import write_loss_curve
 
     data, cfg = examples(12), TrainConfig(batch_size=4, device="cpu")
     path = tmp_path / "plots" / "sert.csv"

@@ -4,9 +4,9 @@ For every (error_rate, coverage, seed) cell: the oracle teacher with ``teacher.c
 ``teacher.error_rate`` and ``teacher.seed`` = seed writes its rationales (``teacher.only_correct``
 keeps or drops the wrong ones, as in the pipeline); RD trains from models/base and SERT+RD from
 models/sert on the kept ones with the default ``train`` params and ``train.seed`` = seed; both are
-evaluated greedily on the test split. The calls are the stages' own (sert/teachers/,
-stages/train.py's text building and encoding, sert/training.py, sert/samplers.generate_greedy,
-sert/evaluation.score), run in one process so no cell's model is written to disk.
+evaluated greedily on the test split. The calls are the pipeline's own (sert/teachers/ for the
+rationales, sert/variants.py for the texts and training, sert/model_eval.py for evaluation, sert/stats.py for the tests),
+run in one process so no cell's model is written to disk.
 
 Needs the default pipeline's data/prepared, models/base and models/sert in the working directory
 (`dvc checkout` from a cache that holds them, or `dvc repro train_sert`). Run from the repository
@@ -30,41 +30,38 @@ from html import escape
 from pathlib import Path
 
 import torch
-from scipy.stats import binomtest
+import yaml
 
-from sert.evaluation import score
-from sert.formats import distill_text, fill_prompt
-from sert.modeling import load_student, save_student
-from sert.samplers import generate_greedy
-from sert.tasks import get_task
-from sert.teachers import get_teacher, kept_rationales
-from sert.training import train_causal_lm
 from sert import paths
-from stages.common import load_params, read_examples
-from stages.train_common import encode
-from stages.train_sert import self_training_texts
+from sert.config import Params, parse_section
+from sert.io import read_jsonl
+from sert.modeling import load_student, save_student
+from sert.stats import mcnemar_exact, wilson
+from sert.svg import COLORS, document, label
+from sert.tasks import get_task, read_examples
+from sert.teachers import get_teacher, kept_rationales
+from sert.training import final_loss, train_causal_lm
+from sert.model_eval import evaluate_model
+from sert.variants import distill_texts, encode_texts, self_training_texts
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "coverage.json"
 SERT_CACHE = Path(".sert-cache/coverage")
 """Retrained SERT models (--sert-model retrained), kept between runs (gitignored)."""
-METHODS = {"rd": ("RD", "#d62728"), "sert_rd": ("SERT+RD", "#1f77b4")}
-
-
-def wilson(k: int, n: int) -> list[float]:
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return [round(ci.low, 4), round(ci.high, 4)]
+METHODS = {"rd": (label("rd"), COLORS[3]), "sert_rd": (label("sert_rd"), COLORS[0])}
 
 
 def retrained_sert(p, task, test, seed: int) -> tuple[str, dict]:
-    """The SERT model as `dvc exp run -S train.seed=<seed>` would train it (stages/train_sert.py's texts
-    from data/self_train.jsonl, from models/base), saved once under .sert-cache/coverage, and its
-    test metrics (evaluated like evaluate@sert)."""
+    """The SERT model as `dvc exp run -S train.seed=<seed>` would train it (the self-training texts of
+    data/self_train.jsonl, from models/base), saved once under .sert-cache/coverage, and its test
+    metrics (evaluated like evaluate@sert)."""
     out = SERT_CACHE / f"sert-seed{seed}"
     if not (out / "metrics.json").is_file():
         torch.manual_seed(seed)
         model, tokenizer = load_student("models/base")
-        losses = train_causal_lm(model, encode(tokenizer, self_training_texts(p.prompts)),
+        texts = self_training_texts(read_jsonl(paths.SELF_TRAIN, required=("id", "question", "answer", "reasoning")),
+                                    p.prompts)
+        losses = train_causal_lm(model, encode_texts(tokenizer, texts),
                                  dataclasses.replace(p.train, seed=seed), tokenizer.pad_token_id, desc=f"sert s={seed}")
         result = evaluate(model, tokenizer, p, task, test)[1]
         save_student(model, tokenizer, out)
@@ -73,21 +70,14 @@ def retrained_sert(p, task, test, seed: int) -> tuple[str, dict]:
 
 
 def evaluate(model, tokenizer, p, task, test) -> tuple[list[dict], dict]:
-    """Greedy test predictions and metrics, as stages/evaluate.py computes them for a trained variant."""
-    prompts = [fill_prompt(p.prompts.train, ex.question) for ex in test]
-    generations = generate_greedy(model, tokenizer, prompts, p.evaluate.max_new_tokens, p.evaluate.batch_size)
-    records, metrics = score(task, test, generations, p.evaluate)
+    """Greedy test predictions and the metrics a cell keeps, as evaluate@<trained variant> computes them."""
+    records, metrics = evaluate_model(model, tokenizer, task, test, p.prompts.train, p.evaluate)
     k, n = metrics["n_correct"], metrics["n"]
-    return records, {"accuracy": metrics["accuracy"], "n_correct": k, "n": n, "accuracy_ci": wilson(k, n),
+    return records, {"accuracy": metrics["accuracy"], "n_correct": k, "n": n,
+                     "accuracy_ci": [round(x, 4) for x in wilson(k, n)],
                      "reasoning_rate": metrics["reasoning_rate"],
                      # Per test question, in test-split order: the paired test needs them.
                      "correct": "".join("1" if r["correct"] else "0" for r in records)}
-
-
-def final_loss(losses: list[float]) -> float:
-    """stages/train.py's final_loss: the mean of the last 5% of steps."""
-    tail = losses[-max(1, len(losses) // 20):]
-    return round(sum(tail) / len(tail), 4)
 
 
 def run_cell(p, task, train, test, coverage: float, error_rate: float, seed: int, sert_init: str = "models/sert",
@@ -95,14 +85,13 @@ def run_cell(p, task, train, test, coverage: float, error_rate: float, seed: int
     teacher_cfg = dataclasses.replace(p.teacher, coverage=coverage, error_rate=error_rate, seed=seed)
     teacher = get_teacher(teacher_cfg, task)
     rationales = teacher.rationales(train)
-    by_id = {ex.id: ex for ex in train}
-    # stages/train.py's rule and text format for the rd / sert_rd variants.
-    kept = [r for r in rationales if r.correct or not p.teacher.only_correct]
-    assert len(kept) == kept_rationales(rationales, p.teacher.only_correct)
-    texts = [distill_text(by_id[r.id], r.rationale, p.prompts) for r in kept]
+    # The train stage's texts for the rd / sert_rd variants (the only-correct rule included).
+    texts = distill_texts(train, [r.to_json() for r in rationales], p.prompts, p.teacher.only_correct)
+    kept = kept_rationales(rationales, p.teacher.only_correct)
+    assert len(texts) == kept
     train_cfg = dataclasses.replace(p.train, seed=seed)
     cell = {"coverage": coverage, "error_rate": error_rate, "seed": seed, "only_correct": p.teacher.only_correct,
-            **teacher.extra_metrics(), "kept": len(kept)}
+            **teacher.extra_metrics(), "kept": kept}
     for method, init in (("rd", "models/base"), ("sert_rd", sert_init)):
         if method == "rd" and rd is not None:  # RD does not depend on the SERT model: reuse the cell's
             cell["rd"] = rd
@@ -110,7 +99,7 @@ def run_cell(p, task, train, test, coverage: float, error_rate: float, seed: int
         started = time.time()
         torch.manual_seed(seed)
         model, tokenizer = load_student(init)
-        losses = train_causal_lm(model, encode(tokenizer, texts), train_cfg, tokenizer.pad_token_id,
+        losses = train_causal_lm(model, encode_texts(tokenizer, texts), train_cfg, tokenizer.pad_token_id,
                                  desc=f"{method} c={coverage} s={seed}")
         records, result = evaluate(model, tokenizer, p, task, test)
         if dump is not None:
@@ -127,8 +116,7 @@ def mcnemar(a: str, b: str) -> dict:
     """Exact McNemar test of a vs b on the same questions: a binomial test on the discordant pairs."""
     a_only = sum(x == "1" and y == "0" for x, y in zip(a, b))
     b_only = sum(x == "0" and y == "1" for x, y in zip(a, b))
-    p = binomtest(a_only, a_only + b_only, 0.5).pvalue if a_only + b_only else 1.0
-    return {"a_only": a_only, "b_only": b_only, "p_value": float(f"{p:.3g}")}
+    return {"a_only": a_only, "b_only": b_only, "p_value": float(f"{mcnemar_exact(a_only, b_only):.3g}")}
 
 
 def key(cell: dict) -> tuple:
@@ -203,10 +191,7 @@ def render_svg(cells: list[dict]) -> str:
     width = max(640, left + len(panels) * (pw + gap) + 20)
     height = top + ph + bottom
     lo, hi = math.log10(min(coverages)), math.log10(max(coverages))
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="{left}" y="18" font-weight="bold">RD vs SERT+RD in the tiny world (modsum), by teacher coverage</text>',
+    out = [f'<text x="{left}" y="18" font-weight="bold">RD vs SERT+RD in the tiny world (modsum), by teacher coverage</text>',
            f'<text x="{left}" y="34" fill="#666" font-size="10">test accuracy (200 questions, greedy); dots: seeds '
            f'{", ".join(map(str, seeds))} (train.seed = teacher.seed) with Wilson 95% bars;</text>',
            f'<text x="{left}" y="48" fill="#666" font-size="10">line: mean over seeds. Chance: 0.1.</text>']
@@ -250,8 +235,7 @@ def render_svg(cells: list[dict]) -> str:
             ly = top + 14 + mi * 16
             out.append(f'<line x1="{x0 + 10}" y1="{ly - 4}" x2="{x0 + 30}" y2="{ly - 4}" stroke="{color}" stroke-width="2"/>')
             out.append(f'<text x="{x0 + 34}" y="{ly}" font-size="11">{escape(label)}</text>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+    return document(width, height, out)
 
 
 def render(cells: list[dict]) -> None:
@@ -278,11 +262,11 @@ def main() -> None:
     args = ap.parse_args()
     data = json.loads(args.results.read_text()) if args.results.is_file() else {"cells": []}
     if not args.render_only:
-        p = load_params(Path("params.yaml"))
+        p = parse_section(Params, yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8")), "")
         if args.keep_wrong:
             p.teacher = dataclasses.replace(p.teacher, only_correct=False)
         task = get_task(p.task)
-        train, test = read_examples(paths.PREPARED / "train.jsonl"), read_examples(paths.PREPARED / "test.jsonl")
+        train, test = read_examples(paths.TRAIN), read_examples(paths.TEST)
         done = {key(c): c for c in data["cells"]}
         for err in args.error_rates:
             for cov in args.coverages:

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from sert.config import Int, TaskConfig, config_class, parse_section
 from sert.errors import DataError, TaskError
+from sert.io import read_jsonl
 from sert.text import split_answer_clause
 
 
@@ -46,6 +47,14 @@ class Example:
             choices=record.get("choices"),
             reference=record.get("reference"),
         )
+
+
+def read_examples(path) -> list[Example]:
+    """The examples of a prepared split (``data/prepared/<split>.jsonl``); an empty file is an error."""
+    records = read_jsonl(path, required=("id", "question", "answer"))
+    if not records:
+        raise DataError(f"{path}: no records")
+    return [Example.from_json(r) for r in records]
 
 
 @config_class(frozen=True)

@@ -1,0 +1,27 @@
+"""Evaluating a model: greedy outputs on the test questions, scored by sert/evaluation.py.
+
+One home for the ``evaluate`` stage (every variant), the ``rounds`` stage (iterated SERT's earlier
+rounds) and the studies under ``results/``. The prompt is the caller's: the base model is prompted
+zero-shot (``prompts.zero_shot``), a trained variant with the training prompt it learned
+(``prompts.train``).
+"""
+
+from __future__ import annotations
+
+from sert.config import EvalConfig
+from sert.evaluation import score
+from sert.formats import fill_prompt
+from sert.modeling import for_inference
+from sert.samplers import generate_greedy
+from sert.tasks import Example, Task
+
+
+def evaluate_model(model, tokenizer, task: Task, examples: list[Example], template: str, cfg: EvalConfig,
+                   desc: str = "evaluate") -> tuple[list[dict], dict]:
+    """Greedy outputs for ``examples`` prompted with ``template`` (in ``cfg.precision``, at most
+    ``cfg.max_new_tokens`` each, ``cfg.batch_size`` questions per batch), scored: the per-question
+    records and the metrics with their 95% intervals."""
+    model = for_inference(model, cfg.precision, "evaluate")
+    generations = generate_greedy(model, tokenizer, [fill_prompt(template, ex.question) for ex in examples],
+                                  cfg.max_new_tokens, cfg.batch_size, desc=desc)
+    return score(task, examples, generations, cfg)
