@@ -33,7 +33,7 @@ out="$root/results/$name"
 rm -rf "$out.tmp" && mkdir -p "$out.tmp"
 if [ ${#seeds[@]} -gt 0 ]; then
   base_seed=$(python -c "import yaml; print(yaml.safe_load(open('params.yaml'))['train']['seed'])")
-  git add -A && git commit -qm "results/run.sh: $name" # the experiments start from HEAD
+  git add -A && git -c user.name=results/run.sh -c user.email=run@localhost commit -qm "results/run.sh: $name"  # experiments start from HEAD
   sert sweep run "$base_seed" "${seeds[@]}" --param train.seed --prefix seeds
   echo "results/run.sh: $name with seeds ${seeds[*]} took $(( $(date +%s) - start )) s"
   for seed in "${seeds[@]}"; do
