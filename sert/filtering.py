@@ -21,18 +21,13 @@ from collections.abc import Callable, Iterable, Sequence
 from sert.config import UNITS, FilterConfig
 from sert.errors import ParamsError
 from sert.samplers import Sample
-from sert.text import has_reasoning, kept_reasoning, pattern_failure, rep_n, words
+from sert.text import kept_reasoning, pattern_failure, rep_n, words
 
 FUNNEL_KEYS = ("samples", "after_pattern", "after_length", "after_repetition", "after_perplexity", "after_answer",
                "selected")
 PATTERN_KEYS = ("pattern_imitative", "pattern_option_listing", "pattern_direct_response")
 """Extra metrics/filter.json keys: samples the pattern filter dropped, per reason (then
 ``eos_branch_samples`` / ``eos_branch_passed``: samples of end-token branches, and those that passed)."""
-
-
-def pattern_ok(text: str, min_reasoning_words: int) -> bool:
-    """No imitative generation, no option listing, no direct response without reasoning."""
-    return has_reasoning(text, min_reasoning_words)
 
 
 def measure(sample: Sample, unit: str) -> tuple[int, float]:

@@ -23,15 +23,6 @@ from sert.text import kept_reasoning
 TERMINAL = (".", "?", "!")
 
 
-def reasoning_of(sample_text: str) -> str:
-    """The reasoning part of a sampled path: everything before its own answer clause.
-
-    The sample's own conclusion is dropped because the gold answer is appended instead
-    (the paper's self-training text); keeping both could state two different answers.
-    """
-    return kept_reasoning(sample_text)
-
-
 def fill_prompt(template: str, question: str) -> str:
     """``template`` with ``{question}`` filled in, without a doubled terminal mark (module docstring)."""
     if question.rstrip().endswith(TERMINAL):
@@ -41,12 +32,12 @@ def fill_prompt(template: str, question: str) -> str:
 
 def self_train_text(example: Example, sample_text: str, p: PromptConfig) -> tuple[str, str]:
     return (fill_prompt(p.train, example.question),
-            " " + reasoning_of(sample_text) + p.conclusion.format(answer=example.answer))
+            " " + kept_reasoning(sample_text) + p.conclusion.format(answer=example.answer))
 
 
 def distill_text(example: Example, rationale: str, p: PromptConfig) -> tuple[str, str]:
     return (fill_prompt(p.train, example.question),
-            p.step_by_step + " " + reasoning_of(rationale) + p.conclusion.format(answer=example.answer))
+            p.step_by_step + " " + kept_reasoning(rationale) + p.conclusion.format(answer=example.answer))
 
 
 def finetune_text(example: Example, p: PromptConfig) -> tuple[str, str]:

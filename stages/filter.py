@@ -9,7 +9,7 @@ import typer
 
 from sert import paths
 from sert.filtering import filter_examples, format_funnel, render_filter_examples
-from sert.formats import reasoning_of
+from sert.text import kept_reasoning
 from sert.io import read_jsonl, write_json, write_jsonl, write_text
 from sert.samplers import Sample
 from sert.selftrain import answer_check, select_paths
@@ -31,7 +31,7 @@ def main(params: Path = ParamsOption) -> None:
     for s in selected:
         ex = examples[s.id]
         records.append({"id": s.id, "question": ex.question, "answer": ex.answer,
-                        "reasoning": reasoning_of(s.text), "sample": s.text})
+                        "reasoning": kept_reasoning(s.text), "sample": s.text})
     write_jsonl(paths.SELF_TRAIN, records)
     write_json(paths.FILTER_METRICS, funnel)
     write_text(paths.FILTER_EXAMPLES, render_filter_examples(

@@ -5,9 +5,9 @@ import pytest
 
 from sert.errors import ParamsError
 from sert.config import FilterConfig
-from sert.filtering import FUNNEL_KEYS, PATTERN_KEYS, filter_samples, measure, pattern_ok, verdict
+from sert.filtering import FUNNEL_KEYS, PATTERN_KEYS, filter_samples, measure, verdict
 from sert.samplers import Sample
-from sert.text import words
+from sert.text import has_reasoning, words
 
 # 32 whitespace words before the answer clause.
 CHAIN = (" First, we add 7 and 6 and keep the last digit, which gives 3. Then we add 2 to 3, which gives 5."
@@ -90,17 +90,17 @@ def test_everything_filtered_gives_an_empty_selection():
 
 def test_a_path_without_an_answer_clause_is_kept():
     text = CHAIN.split(" So the answer")[0]
-    assert pattern_ok(text, 3)
+    assert has_reasoning(text, 3)
     assert filter_samples([s("a", text)], FilterConfig())[1]["selected"] == 1
 
 
 def test_option_listing_is_dropped():
-    assert not pattern_ok(" Let's see (A) cat (B) dog (C) fish. So the answer is (A).", 3)
+    assert not has_reasoning(" Let's see (A) cat (B) dog (C) fish. So the answer is (A).", 3)
 
 
 @given(st.text())
 def test_pattern_never_crashes(text):
-    pattern_ok(text, 3)
+    has_reasoning(text, 3)
 
 
 @given(st.lists(st.tuples(st.text(max_size=80), st.integers(0, 60), st.one_of(st.none(), st.floats(1, 50)),

@@ -2,7 +2,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sert.config import PromptConfig
-from sert.formats import distill_text, fill_prompt, finetune_text, reasoning_of, self_train_text
+from sert.formats import distill_text, fill_prompt, finetune_text, self_train_text
+from sert.text import kept_reasoning
 from sert.tasks import Example
 
 EX = Example("q1", "What is 7 + 6 mod 10?", "3")
@@ -25,7 +26,7 @@ def test_finetune_text_is_labels_only():
 
 
 def test_reasoning_drops_the_samples_own_conclusion():
-    assert reasoning_of("  First, a.\n Then b.  Therefore, the answer is 5. More.") == "First, a. Then b."
+    assert kept_reasoning("  First, a.\n Then b.  Therefore, the answer is 5. More.") == "First, a. Then b."
 
 
 def test_no_doubled_terminal_mark_after_real_questions():
