@@ -165,7 +165,14 @@ class TinyConfig:
     batch_size: Int = Field(32, ge=1)
     """Documents per step."""
     lr: Float = Field(1e-3, gt=0)
-    """Peak Adam learning rate (linear warmup, cosine decay)."""
+    """Peak AdamW learning rate."""
+    schedule: Literal[SCHEDULES] = "cosine"
+    """Learning-rate schedule: ``cosine`` (linear warmup, then cosine decay to 0 at ``steps``) or
+    ``constant`` (``lr`` throughout, no warmup)."""
+    warmup_steps: Int = Field(50, ge=0)
+    """Linear warmup steps up to ``lr`` (cosine schedule only); at most ``steps``."""
+    weight_decay: Float = Field(0.1, ge=0)
+    """AdamW weight decay (decoupled)."""
     dropout: Float = Field(0.0, ge=0, le=1)
     """Dropout in every block (0: a tiny model on a clean corpus needs no regularisation)."""
     seed: Int = 0
@@ -185,6 +192,8 @@ class TinyConfig:
     def _heads_divide_width(self):
         if self.n_embd % self.n_head:
             raise KeyedError("n_head", f"must divide {{section}}.n_embd ({self.n_embd}), got {self.n_head}")
+        if self.warmup_steps > self.steps:
+            raise KeyedError("warmup_steps", f"must not exceed {{section}}.steps ({self.steps}), got {self.warmup_steps}")
         return self
 
 

@@ -14,7 +14,7 @@ from sert.io import atomic_path, write_json
 from sert.modeling import build_tiny_model, load_student, save_student, train_tokenizer
 from sert.tasks import get_task
 from sert.config import TrainConfig
-from sert.training import LiveLossCurve, encode_documents, is_main_process, train_causal_lm, write_loss_curve
+from sert.training import LiveLossCurve, encode_documents, final_loss, is_main_process, train_causal_lm, write_loss_curve
 from stages.common import ParamsOption, load_params, read_examples, stage
 
 
@@ -37,8 +37,8 @@ def main(params: Path = ParamsOption) -> None:
         examples = encode_documents(tokenizer, docs)
         losses = train_causal_lm(
             model, examples,
-            TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, schedule="cosine", warmup_steps=min(50, cfg.steps // 10),
-                        weight_decay=0.1, max_length=cfg.n_positions, seed=cfg.seed,
+            TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, schedule=cfg.schedule, warmup_steps=cfg.warmup_steps,
+                        weight_decay=cfg.weight_decay, max_length=cfg.n_positions, seed=cfg.seed,
                         checkpoint_every=cfg.checkpoint_every, length_grouping=cfg.length_grouping,
                         precision=cfg.precision),
             tokenizer.pad_token_id, total_steps=cfg.steps, desc="pretrain", checkpoint_dir=paths.CHECKPOINTS / "base",
@@ -48,8 +48,7 @@ def main(params: Path = ParamsOption) -> None:
         if not is_main_process():  # `accelerate launch`: one process writes the outputs
             return
         write_loss_curve(paths.PRETRAIN_CURVE, losses)
-        tail = losses[-max(1, len(losses) // 20):]
-        metrics.update(pretrain_loss=round(sum(tail) / len(tail), 4), steps=cfg.steps, documents=len(docs))
+        metrics.update(pretrain_loss=final_loss(losses), steps=cfg.steps, documents=len(docs))
     else:
         model, tokenizer = load_student(p.student.model, p.student.trust_remote_code)
         write_loss_curve(paths.PRETRAIN_CURVE, [])  # no pretraining: an empty curve (the out must exist)

@@ -32,6 +32,8 @@ def params_file(tmp_path, **sections):
     ({"task": {"subset_test": 0}}, r"task\.subset_test: must be at least 1 or null"),
     ({"task": {"test_fraction": 1.0}}, r"task\.test_fraction: must be in \(0, 1\)"),
     ({"tsak": {}}, r"tsak: unknown section; allowed: task, "),
+    ({"pretrain": {"steps": 40, "warmup_steps": 50}}, r"pretrain\.warmup_steps: must not exceed pretrain\.steps \(40\), got 50"),
+    ({"pretrain": {"schedule": "linear"}}, r"pretrain\.schedule: expected 'constant' or 'cosine'"),
 ])
 def test_params_errors_name_the_key(tmp_path, sections, message):
     with pytest.raises(ParamsError, match=message):

@@ -14,7 +14,7 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 SMALL = {
     "task": {"subset_train": 10, "subset_test": 6},   # coin flip and last letter generate 350 / 150
     "pretrain": {"n_layer": 1, "n_embd": 64, "n_head": 2, "documents": 1500, "steps": 150, "batch_size": 16,
-                 "lr": 0.003, "worked_fraction": 0.5},
+                 "lr": 0.003, "warmup_steps": 15, "worked_fraction": 0.5},
     "sample": {"branches": 2, "samples_per_branch": 2, "max_new_tokens": 24},
     # Permissive filters: the point is that every stage runs on the task, not what survives.
     "filter": {"min_tokens": 1, "max_rep2": 1.0, "min_perplexity": 0.0, "min_reasoning_words": 0},

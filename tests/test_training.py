@@ -265,7 +265,7 @@ def test_damaged_newest_checkpoint_falls_back_and_other_runs_are_not_resumed(tmp
 TINY = {
     "task": {"options": {"modsum": {"n_train": 24, "n_test": 4}}},
     "pretrain": {"n_layer": 1, "n_embd": 32, "n_head": 2, "documents": 400, "steps": 300, "batch_size": 8,
-                 "checkpoint_every": 10},
+                 "warmup_steps": 30, "checkpoint_every": 10},
     "train": {"epochs": 40, "batch_size": 4, "grad_accum": 2, "checkpoint_every": 10},
 }
 
