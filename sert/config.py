@@ -229,9 +229,10 @@ class SampleConfig:
     temperature: Float = Field(1.0, gt=0)
     """Softmax temperature for sampling (not stated by the paper; 1.0). Perplexity is always
     computed from the untempered model distribution."""
-    max_new_tokens: Int = Field(64, ge=1)
+    max_new_tokens: Int = Field(128, ge=1)
     """Generated tokens per sample, the branch token included (capped so that prompt + new
-    tokens fit the model's context; prompts that leave no room are left-truncated)."""
+    tokens fit the model's context; prompts that leave no room are left-truncated). Not published;
+    128 in the paper presets."""
     batch_size: Int = Field(16, ge=1)
     """Questions per batch (rows = questions x branches x samples); also one resume shard."""
     seed: Int = 0
@@ -468,9 +469,9 @@ class TrainConfig:
 class EvalConfig:
     """Greedy evaluation on the test split (the ``evaluate`` section of params)."""
 
-    max_new_tokens: Int = Field(64, ge=1)
-    """Generated tokens per question."""
-    batch_size: Int = Field(64, ge=1)
+    max_new_tokens: Int = Field(512, ge=1)
+    """Generated tokens per question (not published; 512 leaves room for Table II's longest outputs)."""
+    batch_size: Int = Field(32, ge=1)
     """Questions per batch."""
     min_reasoning_words: Int = Field(3, ge=0)
     """Words of reasoning (after a leading bare answer) for an output not to be a direct response."""

@@ -1,11 +1,14 @@
 """Preset runs as complete params files: presets/<name>.yaml.
 
 Each preset is one entry of ``PRESETS``: a task and a student on the published protocol
-(``PAPER``, plus the task's data and teacher in ``TASKS``), with where its files live
-(``data``) and any departure from the protocol (``departures``, each with its reason, written
-into the file's header). The paper's six runs have no departures. ``sert presets`` rewrites the
-files from this table; a test checks that the committed files match it, that every one
-validates, and that a preset differs from the protocol in exactly the keys it declares. Run one
+(``PAPER``, plus the task's data and teacher in ``TASKS``, and ``UNPUBLISHED`` for every setting
+the paper does not state), with where its files live (``data``) and any departure from the
+protocol (``departures``, each with its reason, written into the file's header). The paper's six
+runs have no departures. The protocol sets every params key explicitly: no preset takes a value
+from the config classes' defaults, so changing a default changes no preset. ``sert presets``
+rewrites the files from this table; tests check that the committed files match it, that every
+one validates, that the protocol covers exactly the params schema, and that a preset differs
+from the protocol in exactly the keys it declares. Run one
 with ``cp presets/strategyqa-gpt2.yaml params.yaml && dvc exp run -n strategyqa-gpt2``.
 """
 
@@ -20,7 +23,7 @@ import typer
 import yaml
 
 from sert.errors import ParamsError
-from sert.config import Params
+from sert.config import DEFAULT_JUDGE_TEMPLATE, Params
 from stages.common import load_params, stage
 
 PRESETS_DIR = Path("presets")
@@ -52,6 +55,33 @@ TASKS = {
                  "subset_test": None, "options": {}},
         "teacher": TEACHER_API,
     },
+}
+UNPUBLISHED = {
+    # How a run is carried out rather than what it computes, or beyond the paper (an oracle teacher,
+    # iterated SERT, the judge, STaR's correctness filter: all off). Fixed here, not taken from the
+    # config classes' defaults.
+    "task": {"test_fraction": 0.3},
+    "student": {"trust_remote_code": False},
+    # The tiny world's pretraining (read only with student.model: tiny; the presets' students are pretrained).
+    "pretrain": {"n_layer": 2, "n_embd": 128, "n_head": 4, "n_positions": 128, "vocab_size": 320, "documents": 60000,
+                 "worked_fraction": 0.3, "fact_fraction": 0.5, "steps": 3000, "batch_size": 32, "lr": 0.001,
+                 "schedule": "cosine", "warmup_steps": 50, "weight_decay": 0.1, "dropout": 0.0, "seed": 0,
+                 "checkpoint_every": 500, "length_grouping": False, "precision": "auto"},
+    "sample": {"branching": "topk", "stop": [], "backend": "hf", "device": "auto", "precision": "auto"},
+    "filter": {"unit": "words", "require_correct": False},
+    "teacher": {"coverage": 1.0, "error_rate": 0.0, "system": None, "answer_max_tokens": 32, "seed": 0,
+                "max_failed_share": 0.0,
+                "api": {"base_url": None, "api_key_env": "OPENAI_API_KEY", "concurrency": 8, "timeout": 60.0,
+                        "max_retries": 6, "backoff_base": 1.0, "backoff_max": 60.0, "max_requests": None,
+                        "max_tokens_total": None, "cache": ".sert-cache/teacher.jsonl"}},
+    "train": {"grad_accum": 1, "length_grouping": False, "precision": "auto", "device": "auto", "checkpoint_every": 0},
+    "evaluate": {"min_reasoning_words": 3, "severe_rep2": 0.5, "precision": "auto"},
+    "judge": {"enabled": False, "model": None, "variants": [], "max_outputs": None, "template": DEFAULT_JUDGE_TEMPLATE,
+              "system": None, "temperature": 0.0, "max_tokens": 256, "max_failed_share": 0.05,
+              "api": {"base_url": None, "api_key_env": "OPENAI_API_KEY", "endpoint": "chat", "concurrency": 8,
+                      "timeout": 60.0, "max_retries": 6, "backoff_base": 1.0, "backoff_max": 60.0,
+                      "max_requests": None, "max_tokens_total": None, "cache": ".sert-cache/judge.jsonl"}},
+    "sert": {"rounds": 1},
 }
 PAPER = {
     "prompts": {"zero_shot": "Question: {question}\nAnswer:", "train": "Question: {question}. Answer:",
@@ -136,13 +166,20 @@ def _merge(params: dict, values: dict, nested: bool = True) -> None:
             params[key] = copy.deepcopy(value)
 
 
+def in_schema_order(params: dict, schema: dict) -> dict:
+    """``params`` with its sections and keys in the params schema's field order (the files read like
+    params.yaml); ``task.options`` and other mapping values stay as they are."""
+    return {key: in_schema_order(params[key], schema[key]) if isinstance(schema[key], dict) and key != "options"
+            else params[key] for key in schema if key in params} | {k: v for k, v in params.items() if k not in schema}
+
+
 def protocol(task: str, model: str) -> dict:
-    """The paper's protocol for ``task`` with student ``model``: library defaults, ``PAPER`` and the
-    task's data and teacher (what every preset starts from)."""
-    params = asdict(Params())
-    _merge(params, {**PAPER, "student": {"model": model, "trust_remote_code": False}})
+    """The paper's protocol for ``task`` with student ``model``: ``UNPUBLISHED``, ``PAPER`` and the
+    task's data and teacher (what every preset starts from); no value comes from a class default."""
+    params = copy.deepcopy(UNPUBLISHED)
+    _merge(params, {**PAPER, "student": {"model": model}})
     _merge(params, TASKS[task])
-    return params
+    return in_schema_order(params, asdict(Params()))
 
 
 def preset(name: str) -> dict:

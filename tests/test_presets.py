@@ -5,7 +5,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import yaml
 
+from sert.config import Params
 from stages.common import load_params
 from stages.presets import MODELS, PRESETS, TASKS, all_presets, protocol, render
 
@@ -66,6 +68,51 @@ def test_preset_validates_with_the_paper_protocol(path):
 
 def test_default_params_file_validates():
     load_params(ROOT / "params.yaml")
+
+
+def leaves(params: dict, prefix: str = "") -> dict:
+    """Every params key as a dotted path (``task.options`` is one value), with its value."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, dict) and key != "options":
+            out |= leaves(value, f"{prefix}{key}.")
+        else:
+            out[prefix + key] = value
+    return out
+
+
+SCHEMA = leaves(asdict(Params()))
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_protocol_sets_every_key_of_the_schema(task):
+    assert set(leaves(protocol(task, "gpt2"))) == set(SCHEMA)
+
+
+def test_no_preset_takes_a_class_default(monkeypatch):
+    """protocol() reads the schema for its key order only: with every class default replaced by a
+    sentinel, no preset value changes."""
+    import stages.presets as presets
+
+    sentinel = object()
+
+    def poisoned(params):
+        tree = asdict(params)
+
+        def poison(node):
+            return {k: poison(v) if isinstance(v, dict) and k != "options" else sentinel for k, v in node.items()}
+        return poison(tree)
+
+    before = {name: presets.preset(name) for name in PRESETS}
+    monkeypatch.setattr(presets, "asdict", poisoned)
+    after = {name: presets.preset(name) for name in PRESETS}
+    assert after == before and sentinel not in leaves(after["strategyqa-gpt2"]).values()
+
+
+def test_default_params_file_sets_every_key():
+    """The tiny world (params.yaml) is a complete file too: no key falls back to a class default."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    assert set(leaves(raw)) == set(SCHEMA)
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "results").glob("*/params.yaml")), ids=lambda p: p.parent.name)
