@@ -264,7 +264,7 @@ class SampleConfig:
 class FilterConfig:
     """Filter thresholds (paper: 25 tokens, rep-2 0.20, perplexity 5)."""
 
-    min_tokens: Int = Field(25, ge=0)
+    min_length: Int = Field(25, ge=0)
     """Length: drop samples whose kept reasoning has fewer than this many ``unit``s (paper: 25 "tokens")."""
     max_rep2: Float = Field(0.20, ge=0, le=1)
     """Repetition: drop samples whose kept reasoning's bigram repetition rate (in ``unit``s) is above this."""

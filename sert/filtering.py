@@ -54,7 +54,7 @@ def verdict(sample: Sample, cfg: FilterConfig) -> str:
     if why is not None:
         return f"pattern:{why}"
     length, rep2 = measure(sample, cfg.unit)
-    if length < cfg.min_tokens:
+    if length < cfg.min_length:
         return "length"
     if rep2 > cfg.max_rep2:
         return "repetition"
@@ -139,7 +139,7 @@ def render_filter_examples(examples: dict[str, dict[str, list]], cfg: FilterConf
     """metrics/filter_examples.md: the samples of ``filter_examples`` as readable markdown."""
     lines = ["# What each filter removed and kept", "",
              f"Real samples from `data/samples.jsonl` (thresholds: pattern with {cfg.min_reasoning_words} reasoning "
-             f"words, length >= {cfg.min_tokens} {cfg.unit}, rep-2 <= {cfg.max_rep2:g}, perplexity >= "
+             f"words, length >= {cfg.min_length} {cfg.unit}, rep-2 <= {cfg.max_rep2:g}, perplexity >= "
              f"{cfg.min_perplexity:g}). "
              + ("Length, rep-2 and perplexity are measured on the kept reasoning (before the first \"the answer is\")."
                 if cfg.unit == "words" else "Length, rep-2 and perplexity are the whole sample's, in model tokens.")

@@ -90,7 +90,7 @@ PAPER = {
     # 5 first-step branches x 5 samples, top-k 10, top-p 0.95; temperature and length are not published.
     "sample": {"branches": 5, "samples_per_branch": 5, "top_k": 10, "top_p": 0.95, "temperature": 1.0,
                "max_new_tokens": 128, "batch_size": 16, "seed": 0},
-    "filter": {"min_tokens": 25, "max_rep2": 0.2, "min_perplexity": 5.0, "min_reasoning_words": 3},
+    "filter": {"min_length": 25, "max_rep2": 0.2, "min_perplexity": 5.0, "min_reasoning_words": 3},
     # Fine-tune-CoT's zero-shot-CoT decoding (temperature 0, 128 tokens), which also produced the imported
     # text-davinci-002 file; `model` is read by the openai backend only.
     "teacher": {"model": "gpt-3.5-turbo-instruct", "api": {"endpoint": "completions"},

@@ -61,7 +61,7 @@ TINY = {
     "pretrain": {"n_layer": 1, "n_embd": 64, "n_head": 2, "documents": 3000, "steps": 250, "batch_size": 16,
                  "lr": 0.003, "warmup_steps": 25},
     "sample": {"branches": 3, "samples_per_branch": 2, "max_new_tokens": 32},
-    "filter": {"min_tokens": 5, "max_rep2": 1.0, "min_perplexity": 0.0},
+    "filter": {"min_length": 5, "max_rep2": 1.0, "min_perplexity": 0.0},
     "train": {"epochs": 1},
     "evaluate": {"max_new_tokens": 24},
 }

@@ -36,13 +36,13 @@ def test_funnel_counts_each_filter_in_order():
         s("b", CHAIN.replace(" Then we add 9", " Then we add 4 and then we add 9")),   # kept, higher rep-2
         s("b", CHAIN),                                       # kept, lowest rep-2 for b
     ]
-    selected, funnel = filter_samples(samples, FilterConfig(min_tokens=25, max_rep2=0.2, min_perplexity=5))
+    selected, funnel = filter_samples(samples, FilterConfig(min_length=25, max_rep2=0.2, min_perplexity=5))
     assert list(funnel) == FUNNEL_ORDER
     assert funnel == {"samples": 8, "after_pattern": 6, "after_length": 5, "after_repetition": 4,
                       "after_perplexity": 3, "selected": 2, "pattern_imitative": 1, "pattern_option_listing": 0,
                       "pattern_direct_response": 1, "eos_branch_samples": 0, "eos_branch_passed": 0}
     assert [x.text for x in selected] == [samples[5].text, samples[7].text]
-    assert [verdict(x, FilterConfig(min_tokens=25, max_rep2=0.2, min_perplexity=5)) for x in samples] == [
+    assert [verdict(x, FilterConfig(min_length=25, max_rep2=0.2, min_perplexity=5)) for x in samples] == [
         "pattern:direct_response", "pattern:imitative", "length", "repetition", "perplexity", "pass", "pass", "pass"]
 
 
@@ -52,8 +52,8 @@ def test_length_and_rep2_are_measured_on_what_is_trained():
               n_tokens=32, rep2=0.0)
     assert measure(short, "words") == (4, 0.0)
     assert measure(short, "model") == (32, 0.0)
-    assert filter_samples([short], FilterConfig(min_tokens=25))[1]["after_length"] == 0
-    assert filter_samples([short], FilterConfig(min_tokens=25, unit="model"))[1]["after_length"] == 1
+    assert filter_samples([short], FilterConfig(min_length=25))[1]["after_length"] == 0
+    assert filter_samples([short], FilterConfig(min_length=25, unit="model"))[1]["after_length"] == 1
     # Repetition after the answer clause is not trained, so it does not count in words.
     looped = s("a", CHAIN + " the answer is 4" * 20, rep2=0.9)
     assert measure(looped, "words")[1] < 0.2
@@ -77,9 +77,9 @@ def test_unknown_unit_is_a_params_error():
 
 def test_empty_sample_with_null_perplexity_is_dropped_without_error():
     empty = s("a", "", n_tokens=0, ppl=None, rep2=0.0)
-    _, funnel = filter_samples([empty, s("a", CHAIN)], FilterConfig(min_tokens=0, max_rep2=1, min_perplexity=0))
+    _, funnel = filter_samples([empty, s("a", CHAIN)], FilterConfig(min_length=0, max_rep2=1, min_perplexity=0))
     assert funnel["after_repetition"] == 1 and funnel["selected"] == 1  # "" already fails the pattern filter
-    _, funnel = filter_samples([s("a", CHAIN, ppl=None)], FilterConfig(min_tokens=0, min_perplexity=0))
+    _, funnel = filter_samples([s("a", CHAIN, ppl=None)], FilterConfig(min_length=0, min_perplexity=0))
     assert funnel["after_repetition"] == 1 and funnel["after_perplexity"] == 0
 
 
@@ -107,12 +107,12 @@ def test_pattern_never_crashes(text):
                           st.floats(0, 1)), max_size=12))
 def test_funnel_is_monotone_and_pattern_drops_add_up(rows):
     samples = [s(str(i % 3), t, n, p, r) for i, (t, n, p, r) in enumerate(rows)]
-    selected, funnel = filter_samples(samples, FilterConfig(min_tokens=3, max_rep2=0.3, min_perplexity=2))
+    selected, funnel = filter_samples(samples, FilterConfig(min_length=3, max_rep2=0.3, min_perplexity=2))
     counts = [funnel[k] for k in FUNNEL_KEYS if k in funnel]
     assert counts[:-1] == sorted(counts[:-1], reverse=True) and funnel["selected"] <= funnel["after_perplexity"]
     assert funnel["samples"] - funnel["after_pattern"] == sum(funnel[k] for k in PATTERN_KEYS)
     assert len({x.id for x in selected}) == len(selected)
-    cfg = FilterConfig(min_tokens=3, max_rep2=0.3, min_perplexity=2)
+    cfg = FilterConfig(min_length=3, max_rep2=0.3, min_perplexity=2)
     assert funnel["after_perplexity"] == sum(verdict(x, cfg) == "pass" for x in samples)
     assert funnel["after_length"] - funnel["after_repetition"] == sum(verdict(x, cfg) == "repetition" for x in samples)
 
@@ -120,7 +120,7 @@ def test_funnel_is_monotone_and_pattern_drops_add_up(rows):
 def test_answer_aware_filter_is_off_by_default_and_drops_wrong_answers():
     text = " First, 7 + 6 = 3. Then 3 + 2 = 5. So the answer is {}."
     samples = [Sample("q", 0, " First", text.format(d), 30, 9.0, 0.0, kept_perplexity=9.0) for d in ("5", "4")]
-    cfg = FilterConfig(min_tokens=1, max_rep2=1.0, min_perplexity=0.0)
+    cfg = FilterConfig(min_length=1, max_rep2=1.0, min_perplexity=0.0)
     kept, funnel = filter_samples(samples, cfg)
     assert "after_answer" not in funnel and funnel["selected"] == 1
     cfg.require_correct = True
@@ -178,6 +178,6 @@ def test_perplexity_is_measured_on_the_kept_reasoning_unless_unit_is_model():
     # what is trained is the reasoning, so the words rule drops it; the old whole-sample rule keeps it.
     sample = s("a", CHAIN, ppl=6.0, kept_ppl=2.0)
     assert verdict(sample, FilterConfig(min_perplexity=5)) == "perplexity"
-    assert verdict(sample, FilterConfig(min_perplexity=5, min_tokens=10, max_rep2=1.0, unit="model")) == "pass"
+    assert verdict(sample, FilterConfig(min_perplexity=5, min_length=10, max_rep2=1.0, unit="model")) == "pass"
     # Nothing kept (the sample opens with its answer clause): no perplexity, dropped even at threshold 0.
-    assert verdict(s("a", CHAIN, kept_ppl=None), FilterConfig(min_tokens=0, max_rep2=1, min_perplexity=0)) == "perplexity"
+    assert verdict(s("a", CHAIN, kept_ppl=None), FilterConfig(min_length=0, max_rep2=1, min_perplexity=0)) == "perplexity"

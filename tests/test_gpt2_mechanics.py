@@ -41,7 +41,7 @@ def test_length_filter_counts_gpt2_tokens(tokenizer):
     counts = [len(tokenizer(t)["input_ids"]) for t in texts]
     threshold = max(counts)
     kept, funnel = filter_samples([sample_of(t, tokenizer) for t in texts],
-                                  FilterConfig(min_tokens=threshold, max_rep2=1.0, min_perplexity=0.0, unit="model"))
+                                  FilterConfig(min_length=threshold, max_rep2=1.0, min_perplexity=0.0, unit="model"))
     assert counts[0] < threshold and funnel["after_pattern"] == 2 and funnel["after_length"] == 1
     assert kept[0].text == texts[1]
 

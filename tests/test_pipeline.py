@@ -74,7 +74,7 @@ def test_malformed_jsonl_is_a_one_line_error_and_keeps_outputs(project):
 
 def test_filter_that_keeps_nothing_shows_the_funnel(project, tmp_path):
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["filter"]["min_tokens"] = 10_000
+    params["filter"]["min_length"] = 10_000
     strict = tmp_path / "strict.yaml"
     strict.write_text(yaml.safe_dump(params))
     before = (project / "data/self_train.jsonl").read_text()

@@ -51,7 +51,7 @@ def test_preset_validates_with_the_paper_protocol(path):
     assert p.task.name == entry.task and p.student.model == entry.model and p.task.seed == 0
     assert p.task.options == {}
     assert (p.sample.branches, p.sample.samples_per_branch, p.sample.top_k, p.sample.top_p) == (5, 5, 10, 0.95)
-    assert (p.filter.min_tokens, p.filter.max_rep2, p.filter.min_perplexity) == (25, 0.2, 5.0)
+    assert (p.filter.min_length, p.filter.max_rep2, p.filter.min_perplexity) == (25, 0.2, 5.0)
     assert (p.train.batch_size, p.train.lr, p.train.weight_decay) == (8, 3e-4, 0.0)
     assert p.teacher.only_correct and p.teacher.api.endpoint == "completions"
     assert (p.teacher.temperature, p.teacher.max_tokens) == (0.0, 128)   # Fine-tune-CoT's teacher decoding

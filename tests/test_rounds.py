@@ -27,7 +27,7 @@ PARAMS = {
     # round 2's samples (from the round-1 model) have an answer clause and pass the filters.
     "train": {"epochs": 40, "batch_size": 4, "lr": 0.01, "checkpoint_every": 0},
     "sample": {"branches": 2, "samples_per_branch": 2, "max_new_tokens": 64, "batch_size": 4},
-    "filter": {"min_tokens": 1, "max_rep2": 1.0, "min_perplexity": 0.0, "min_reasoning_words": 1},
+    "filter": {"min_length": 1, "max_rep2": 1.0, "min_perplexity": 0.0, "min_reasoning_words": 1},
     "evaluate": {"max_new_tokens": 64},
     "sert": {"rounds": 2},
 }

@@ -13,7 +13,7 @@ from sert.samplers import sample_latent_paths
 from sert.selftrain import sample_filter_select, sample_shards, select_paths
 
 PROMPTS = [(f"q{i}", f"Question: What is {i} + {i + 1} mod 10?\nAnswer:") for i in range(5)]
-CFG = SampleConfig(branches=2, samples_per_branch=2, max_new_tokens=12, batch_size=2, device="cpu")
+CFG = SampleConfig(branches=2, samples_per_branch=2, max_new_tokens=12, batch_size=2, device="cpu", precision="fp32")
 
 
 @pytest.fixture
@@ -49,12 +49,12 @@ def test_sharded_samples_are_the_plain_samplers_and_finished_shards_start_no_sam
 
 
 def test_selection_and_its_errors(model_dir, tmp_path):
-    loose = FilterConfig(min_tokens=1, max_rep2=1.0, min_perplexity=0.0, min_reasoning_words=1)
+    loose = FilterConfig(min_length=1, max_rep2=1.0, min_perplexity=0.0, min_reasoning_words=1)
     selected, funnel, run = sample_filter_select(PROMPTS, CFG, loose, None, tmp_path / "work", model_dir,
                                                  log=lambda _: None)
     assert funnel["samples"] == 5 * 2 * 2 and funnel["selected"] == len(selected) == len({s.id for s in selected})
     assert run.writer.dir.is_dir()  # kept for the caller, who removes them when its outputs are written
-    strict = replace(loose, min_tokens=10_000)
+    strict = replace(loose, min_length=10_000)
     with pytest.raises(EmptyResultError, match=r"^train sert round 2: no sample survived the filters \(samples 20 "
                                                r"-> .*\); loosen the filter params or lower sert\.rounds$"):
         select_paths(run.samples(), strict, None, "train sert round 2: ", " or lower sert.rounds")

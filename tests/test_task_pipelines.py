@@ -17,7 +17,7 @@ SMALL = {
                  "lr": 0.003, "warmup_steps": 15, "worked_fraction": 0.5},
     "sample": {"branches": 2, "samples_per_branch": 2, "max_new_tokens": 24},
     # Permissive filters: the point is that every stage runs on the task, not what survives.
-    "filter": {"min_tokens": 1, "max_rep2": 1.0, "min_perplexity": 0.0, "min_reasoning_words": 0},
+    "filter": {"min_length": 1, "max_rep2": 1.0, "min_perplexity": 0.0, "min_reasoning_words": 0},
     "train": {"epochs": 1},
     "evaluate": {"max_new_tokens": 24},
 }

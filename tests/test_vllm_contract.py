@@ -49,7 +49,7 @@ these definitions of vllm-project/vllm (v1 engine):
 
 Not modelled: batching and GPU kernels (the double recomputes one float32 HF forward pass per
 step), incremental detokenization (it decodes the whole output), prefix caching (accepted and
-ignored), min_tokens, penalties, streaming.
+ignored), min_length, penalties, streaming.
 """
 
 from __future__ import annotations
