@@ -298,8 +298,11 @@ class ApiConfig:
     max_tokens_total: Int | None = Field(None, ge=0)
     """Budget: at most this many prompt + completion tokens in one run; None = no limit. A request
     is sent only if even its worst case (prompt bytes + max_tokens) fits in what is left."""
-    cache: Str = ".sert-cache/api.jsonl"
-    """Response cache file (append-only JSONL; gitignored, not a DVC output, so repro keeps it)."""
+    cache: Str = "api.sqlite"
+    """Response cache: a SQLite store shared by every workspace of the repository and safe for
+    parallel workers (docs/teachers.md, "Response cache"). A relative path is inside the cache
+    directory (``$SERT_CACHE_DIR``, else ``<git common dir>/sert-cache``; a leading ``.sert-cache/``
+    names that directory too); an absolute path is used as is. Never a DVC output."""
 
     @field_validator("api_key_env")
     @classmethod
@@ -320,16 +323,16 @@ class ApiConfig:
 class TeacherApiConfig(ApiConfig):
     """``teacher.api``: ``ApiConfig`` with the teacher's own response cache."""
 
-    cache: Str = ".sert-cache/teacher.jsonl"
-    """Response cache (append-only; gitignored and not a DVC output, so ``dvc repro`` keeps it)."""
+    cache: Str = "teacher.sqlite"
+    """Response cache store, inside the cache directory unless absolute (see ``ApiConfig.cache``)."""
 
 
 @config_class
 class JudgeApiConfig(ApiConfig):
     """``judge.api``: ``ApiConfig`` with the judge's own response cache."""
 
-    cache: Str = ".sert-cache/judge.jsonl"
-    """Response cache (append-only; not a DVC output, so ``dvc repro`` keeps it)."""
+    cache: Str = "judge.sqlite"
+    """Response cache store, inside the cache directory unless absolute (see ``ApiConfig.cache``)."""
 
 
 def _check_template(value: str, required: tuple[str, ...], allowed: dict[str, str]) -> str:
