@@ -34,6 +34,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from sert.errors import DataError
+
 CACHE_DIR_ENV = "SERT_CACHE_DIR"
 """Environment variable naming the cache directory; it wins over the repository's."""
 WORKSPACE_CACHE = ".sert-cache"
@@ -82,6 +84,23 @@ def store_path(name: str, directory: Path | None = None) -> Path:
     if path.parts and path.parts[0] == WORKSPACE_CACHE:
         path = Path(*path.parts[1:])
     return (directory if directory is not None else cache_dir()) / path
+
+
+def read_export(text: str, source: str = "export") -> list[dict]:
+    """The records of an ``export`` (JSONL); a line that is not one is a ``DataError`` naming it."""
+    records = []
+    # split on "\n" only: str.splitlines() also breaks on U+2028, U+0085 and more inside a response
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not {"key", "endpoint", "request", "response"} <= set(record):
+                raise ValueError("needs key, endpoint, request and response")
+        except ValueError as err:
+            raise DataError(f"{source}:{n}: not a cache record ({err})") from None
+        records.append(record)
+    return records
 
 
 def pid_alive(pid: int) -> bool:
@@ -205,8 +224,9 @@ class ResponseCache:
         with self._lock:
             rows = self._db.execute("SELECT key, endpoint, request, response FROM responses ORDER BY key").fetchall()
         for key, endpoint, request, response in rows:
+            # ASCII JSON: a response's U+2028 or U+0085 must not read as a line break anywhere
             out.write(json.dumps({"key": key, "endpoint": endpoint, "request": json.loads(request),
-                                  "response": json.loads(response)}, ensure_ascii=False) + "\n")
+                                  "response": json.loads(response)}) + "\n")
         return len(rows)
 
     def info(self) -> dict[str, Any]:

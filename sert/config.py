@@ -324,7 +324,9 @@ class TeacherApiConfig(ApiConfig):
     """``teacher.api``: ``ApiConfig`` with the teacher's own response cache."""
 
     cache: Str = "teacher.sqlite"
-    """Response cache store, inside the cache directory unless absolute (see ``ApiConfig.cache``)."""
+    """Response cache, a SQLite store shared by every workspace and experiment of the repository and
+    safe for parallel workers: a relative path is inside the cache directory (``$SERT_CACHE_DIR``,
+    else ``<git common dir>/sert-cache``; ``sert cache info`` prints it), an absolute one is used as is."""
 
 
 @config_class
@@ -332,7 +334,9 @@ class JudgeApiConfig(ApiConfig):
     """``judge.api``: ``ApiConfig`` with the judge's own response cache."""
 
     cache: Str = "judge.sqlite"
-    """Response cache store, inside the cache directory unless absolute (see ``ApiConfig.cache``)."""
+    """Response cache, a SQLite store shared by every workspace and experiment of the repository and
+    safe for parallel workers: a relative path is inside the cache directory (``$SERT_CACHE_DIR``,
+    else ``<git common dir>/sert-cache``; ``sert cache info`` prints it), an absolute one is used as is."""
 
 
 def _check_template(value: str, required: tuple[str, ...], allowed: dict[str, str]) -> str:

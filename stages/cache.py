@@ -11,7 +11,6 @@ Not a pipeline stage (no ``main``): commands for the person who pays for the req
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import typer
 import yaml
 
 from sert import paths
-from sert.cache import CACHE_DIR_ENV, ResponseCache, cache_dir, store_path
+from sert.cache import CACHE_DIR_ENV, ResponseCache, cache_dir, read_export, store_path
 from sert.errors import DataError, ParamsError
 from stages.common import ParamsOption, parse_params, read_examples
 from stages.errors import stage
@@ -105,17 +104,9 @@ def export(name: str = typer.Argument(..., help="Store, e.g. teacher.sqlite."),
 def import_(name: str = typer.Argument(..., help="Store to merge into, e.g. teacher.sqlite."),
             source: Path = typer.Argument(..., help="JSONL from `sert cache export`.")) -> None:
     """Merge exported responses into a store; responses it already has are kept."""
-    records = []
-    for n, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not {"key", "endpoint", "request", "response"} <= set(record):
-                raise ValueError("missing fields")
-        except ValueError as err:
-            raise DataError(f"{source}:{n}: not a cache record ({err})") from None
-        records.append(record)
+    if not source.is_file():
+        raise DataError(f"{source}: file not found")
+    records = read_export(source.read_text(encoding="utf-8"), str(source))
     cache = ResponseCache(store_path(name))
     try:
         added, present = cache.merge(records)
@@ -154,8 +145,10 @@ def _override(raw: dict, assignment: str) -> None:
 def plan(params: Path = ParamsOption,
          set_: list[str] = typer.Option([], "--set", "-S", help="Override a param, as `dvc exp run -S` does "
                                         "(KEY=VALUE, repeatable).")) -> None:
-    """Dry run: how many requests the teacher and the judge would send with these params and the
-    cache as it is (nothing is sent; no key needed). Run it in the workspace, after `dvc repro prepare`."""
+    """Dry run: how many requests the teacher and the judge would send with these params and the cache as it is.
+
+    Nothing is sent and no key is needed. An answer request whose rationale is not cached yet is
+    counted as new, so the count is an upper bound. Run it in the workspace, after `dvc repro prepare`."""
     from sert.judge import plan as judge_plan
     from sert.tasks import get_task
     from sert.teachers import get_teacher
@@ -175,7 +168,7 @@ def plan(params: Path = ParamsOption,
         t = teacher.plan(read_examples(paths.TRAIN), _open(p.teacher.api.cache))
         total += t["to_send"]
         typer.echo(f"teacher: {t['jobs']} jobs, {t['requests']} requests, {t['requests'] - t['to_send']} cached, "
-                   f"{t['to_send']} to send ({store_path(p.teacher.api.cache)})")
+                   f"at most {t['to_send']} to send ({store_path(p.teacher.api.cache)})")
     else:
         typer.echo(f"teacher: backend {p.teacher.backend} sends no requests")
     if p.judge.enabled:
@@ -186,7 +179,7 @@ def plan(params: Path = ParamsOption,
         else:
             total += j["to_send"]
             typer.echo(f"judge: {j['requests']} requests, {j['requests'] - j['to_send']} cached, "
-                       f"{j['to_send']} to send ({store_path(p.judge.api.cache)})")
+                       f"at most {j['to_send']} to send ({store_path(p.judge.api.cache)})")
     else:
         typer.echo("judge: disabled (judge.enabled: false)")
-    typer.echo(f"total: {total} requests to send, each retried at most api.max_retries more times on errors")
+    typer.echo(f"total: at most {total} requests to send (plus retries on errors, at most api.max_retries each)")

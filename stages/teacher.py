@@ -42,5 +42,7 @@ def main(params: Path = ParamsOption) -> None:
             f"teacher: {failed} of {jobs} rationales failed (more than teacher.max_failed_share="
             f"{p.teacher.max_failed_share:g}): {reasons}; rerun to retry them (answered requests are cached)"
         )
+    usage = extra.get("usage")
+    paid = f" ({usage['requests_sent']} requests sent, {usage['cache_hits']} from the cache)" if usage else ""
     typer.echo(f"teacher: {p.teacher.backend}: {metrics['n_correct']}/{metrics['n']} correct, "
-               f"{metrics['kept']} kept -> {paths.TEACHER}")
+               f"{metrics['kept']} kept -> {paths.TEACHER}{paid}")

@@ -61,9 +61,10 @@ class OpenAITeacher(Teacher):
         return request_body(c.api, c.model, answer_prompt, c.answer_max_tokens, 0.0, c.system, None)
 
     def plan(self, examples: list[Example], cache: ResponseCache) -> dict:
-        """Dry run: how many requests ``rationales`` would send with ``cache`` as it is (sends none,
-        needs no key). A reasoning step not in the cache counts with its answer step (2 requests);
-        retries are not counted (each request may take up to ``api.max_retries`` more)."""
+        """Dry run: at most how many requests ``rationales`` would send with ``cache`` as it is
+        (sends none, needs no key). A reasoning step not in the cache counts with its answer step
+        (2 requests: the answer's body holds the rationale, unknown until then, and may turn out
+        cached); retries are not counted (each request may take up to ``api.max_retries`` more)."""
         endpoint = self.config.api.endpoint
         jobs = self.jobs(examples)
         to_send = 0
