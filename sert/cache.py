@@ -144,6 +144,10 @@ class ResponseCache:
                 if attempt == 49:
                     raise
                 time.sleep(0.1)
+            except sqlite3.DatabaseError:  # "file is not a database"
+                self._db.close()
+                raise DataError(f"{self.path}: not a SQLite response store (a JSONL cache file? name another "
+                                f"store and merge this one into it: sert cache import <store> {self.path})") from None
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -372,3 +372,15 @@ def test_bad_templates_and_samples_are_params_errors(project, fake, capsys):
     set_params(project, "teacher", reasoning_template="Q: {question}", samples=2)
     code, out = run_stage("teacher", capsys)
     assert code == 1 and "teacher.samples: several samples per question need teacher.temperature > 0" in out
+
+
+def test_teacher_row_needs_no_key_and_sends_nothing(project, fake, capsys, monkeypatch):
+    """The report's teacher row is its own stage: with the openai backend it says why it is absent,
+    without a key and without a request (an evaluation knob reruns it, never the teacher)."""
+    write_project(project, fake.base_url)
+    monkeypatch.delenv("OPENAI_API_KEY")
+    code, out = run_stage("teacher_row", capsys)
+    assert code == 0, out
+    row = json.loads(Path("metrics/eval/teacher.json").read_text())
+    assert row["available"] is False and row["backend"] == "openai" and "no requests are sent" in row["reason"]
+    assert fake.requests == [] and not CACHE.exists() and not Path("data/teacher.jsonl").exists()

@@ -304,11 +304,16 @@ def test_cache_info_export_import_and_clear(tmp_path):
     b = ResponseCache(tmp_path / "b" / "teacher.sqlite")
     assert b.get("k1") == {"text": "x", "finish_reason": "stop"}
     b.close()
+    # A JSONL file where a store is expected: a one-line error that says how to merge it.
+    (tmp_path / "a" / "old.jsonl").write_text('{"key": "k1", "endpoint": "chat", "request": {}, "response": {}}\n')
+    old = cli("export", "old.jsonl", "-")
+    assert old.returncode == 1 and old.stderr.startswith("error: ") and "not a SQLite response store" in old.stderr
+    assert "Traceback" not in old.stderr
     (tmp_path / "bad.jsonl").write_text('{"key": "k"}\n')
     bad = cli("import", "teacher.sqlite", str(tmp_path / "bad.jsonl"))
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "bad.jsonl:1: not a cache record" in bad.stderr
     assert cli("clear", "--yes").returncode == 0
-    assert not list((tmp_path / "a").iterdir())
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["old.jsonl"]  # stores only, -wal and -shm too
 
 
 # -- the store ----------------------------------------------------------------------------------
