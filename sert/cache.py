@@ -86,9 +86,10 @@ def store_path(name: str, directory: Path | None = None) -> Path:
     return (directory if directory is not None else cache_dir()) / path
 
 
-def read_export(text: str, source: str = "export") -> list[dict]:
-    """The records of an ``export`` (JSONL); a line that is not one is a ``DataError`` naming it."""
-    records = []
+def read_export(text: str, source: str = "export", skip_invalid: bool = False) -> tuple[list[dict], int]:
+    """The records of an ``export`` (JSONL) and how many lines were skipped: a line that is not a
+    record is a ``DataError`` naming it, or with ``skip_invalid`` skipped (a line a kill cut short)."""
+    records, skipped = [], 0
     # split on "\n" only: str.splitlines() also breaks on U+2028, U+0085 and more inside a response
     for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
@@ -98,9 +99,12 @@ def read_export(text: str, source: str = "export") -> list[dict]:
             if not isinstance(record, dict) or not {"key", "endpoint", "request", "response"} <= set(record):
                 raise ValueError("needs key, endpoint, request and response")
         except ValueError as err:
-            raise DataError(f"{source}:{n}: not a cache record ({err})") from None
+            if skip_invalid:
+                skipped += 1
+                continue
+            raise DataError(f"{source}:{n}: not a cache record ({err}); --skip-invalid skips such lines") from None
         records.append(record)
-    return records
+    return records, skipped
 
 
 def pid_alive(pid: int) -> bool:

@@ -300,7 +300,7 @@ class ApiConfig:
     is sent only if even its worst case (prompt bytes + max_tokens) fits in what is left."""
     cache: Str = "api.sqlite"
     """Response cache: a SQLite store shared by every workspace of the repository and safe for
-    parallel workers (docs/teachers.md, "Response cache"). A relative path is inside the cache
+    parallel workers (docs/teachers.md, "The response cache"). A relative path is inside the cache
     directory (``$SERT_CACHE_DIR``, else ``<git common dir>/sert-cache``; a leading ``.sert-cache/``
     names that directory too); an absolute path is used as is. Never a DVC output."""
 

@@ -102,11 +102,15 @@ def export(name: str = typer.Argument(..., help="Store, e.g. teacher.sqlite."),
 @app.command("import")
 @stage
 def import_(name: str = typer.Argument(..., help="Store to merge into, e.g. teacher.sqlite."),
-            source: Path = typer.Argument(..., help="JSONL from `sert cache export`.")) -> None:
+            source: Path = typer.Argument(..., help="JSONL from `sert cache export`."),
+            skip_invalid: bool = typer.Option(False, "--skip-invalid",
+                                              help="Skip lines that are not records (a line cut short).")) -> None:
     """Merge exported responses into a store; responses it already has are kept."""
     if not source.is_file():
         raise DataError(f"{source}: file not found")
-    records = read_export(source.read_text(encoding="utf-8"), str(source))
+    records, skipped = read_export(source.read_text(encoding="utf-8"), str(source), skip_invalid)
+    if skipped:
+        typer.echo(f"{source}: skipped {skipped} lines that are not records", err=True)
     cache = ResponseCache(store_path(name))
     try:
         added, present = cache.merge(records)

@@ -312,6 +312,10 @@ def test_cache_info_export_import_and_clear(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"key": "k"}\n')
     bad = cli("import", "teacher.sqlite", str(tmp_path / "bad.jsonl"))
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "bad.jsonl:1: not a cache record" in bad.stderr
+    # A JSONL file whose last line a kill cut short: the whole lines are merged with --skip-invalid.
+    (tmp_path / "cut.jsonl").write_text((tmp_path / "t.jsonl").read_text() + '{"key": "k2", "endpoint": "ch')
+    cut = cli("import", "teacher.sqlite", str(tmp_path / "cut.jsonl"), "--skip-invalid", environ=other)
+    assert cut.returncode == 0 and "skipped 1 lines" in cut.stderr and "0 responses added, 1 already there" in cut.stdout
     assert cli("clear", "--yes").returncode == 0
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["old.jsonl"]  # stores only, -wal and -shm too
 
@@ -442,7 +446,8 @@ def test_export_then_merge_is_the_same_store(tmp_path_factory, records):
     out = io.StringIO()
     assert a.export(out) == len(first)
     b = ResponseCache(tmp / "b.sqlite")
-    lines = read_export(out.getvalue())
+    lines, skipped = read_export(out.getvalue())
+    assert skipped == 0
     assert b.merge(lines) == (len(first), 0) and b.merge(lines) == (0, len(first))
     assert {k: b.get(k) for k in first} == first and len(b) == len(first)
     a.close()
