@@ -2,10 +2,12 @@
 
 Shared by the ``openai`` teacher (``sert.teachers.openai_api``) and the LLM judge (``sert.judge``).
 
-* ``ResponseCache``: an append-only JSONL file of responses keyed by ``request_key`` (a hash of
-  the endpoint and the full request body: model, messages or prompt, decoding). Each response is
-  written with one ``os.write`` on an ``O_APPEND`` descriptor as soon as it arrives, so a killed
-  process loses at most the requests that were in flight, and a rerun resends nothing it has.
+* ``ResponseCache`` (``sert.cache``): a SQLite store of responses keyed by ``request_key`` (a hash
+  of the endpoint and the full request body: model, messages or prompt, decoding), shared by every
+  workspace of the repository and safe for parallel workers. Each response is stored as soon as it
+  arrives, so a killed process loses at most the requests that were in flight, and a rerun resends
+  nothing it has. Before sending, a request is *claimed*: a second worker that needs the same one
+  waits for its answer instead of sending it too.
 * ``ApiClient``: the official ``openai`` client with its own retries off (``max_retries=0``) and
   ours on: exponential backoff with full jitter on 408, 429, 5xx, timeouts, dropped connections
   and malformed bodies, honouring ``Retry-After``. The client retries the same errors (and 409),
@@ -33,13 +35,16 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from sert.cache import ResponseCache, store_path
 from sert.config import ApiConfig
 from sert.errors import ApiError, ParamsError
+
+__all__ = ["ApiClient", "BudgetExhausted", "Failure", "RequestFailed", "ResponseCache", "Usage", "failure_summary",
+           "read_api_key", "redact", "request_body", "request_key", "run_jobs"]
 
 class RequestFailed(ApiError):
     """One request (or job) failed for good; the message is the recorded reason."""
@@ -76,44 +81,24 @@ def request_key(endpoint: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-class ResponseCache:
-    """Append-only JSONL of ``{"key", "endpoint", "request", "response"}``; one line per response."""
+def request_body(cfg: ApiConfig, model: str, prompt: str, max_tokens: int, temperature: float,
+                 system: str | None = None, seed: int | None = None) -> dict[str, Any]:
+    """The request body for the configured endpoint (what is sent, and what is hashed); needs no
+    key, so a dry run can look requests up in the cache."""
+    body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "temperature": temperature}
+    if cfg.endpoint == "chat":
+        messages = [{"role": "system", "content": system}] if system else []
+        body["messages"] = messages + [{"role": "user", "content": prompt}]
+    else:
+        body["prompt"] = (system + "\n\n" + prompt) if system else prompt
+    if seed is not None:
+        body["seed"] = seed
+    return body
 
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.entries: dict[str, dict] = {}
-        self.skipped = 0
-        if self.path.is_file():
-            data = self.path.read_bytes()
-            for line in data.splitlines():
-                try:
-                    record = json.loads(line)
-                    self.entries[record["key"]] = record["response"]
-                except (ValueError, KeyError, TypeError):
-                    self.skipped += 1  # a line cut short by a kill: that request is simply sent again
-        else:
-            data = b""
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        if data and not data.endswith(b"\n"):
-            os.write(self._fd, b"\n")  # never glue a new record onto a truncated one
-        self._lock = threading.Lock()
 
-    def get(self, key: str) -> dict | None:
-        return self.entries.get(key)
-
-    def put(self, key: str, endpoint: str, body: dict, response: dict) -> None:
-        line = json.dumps({"key": key, "endpoint": endpoint, "request": body, "response": response},
-                          ensure_ascii=False) + "\n"
-        with self._lock:
-            os.write(self._fd, line.encode("utf-8"))  # one write per record: whole lines or nothing
-            self.entries[key] = response
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-    def __len__(self) -> int:
-        return len(self.entries)
+def open_cache(cfg: ApiConfig) -> ResponseCache:
+    """The store ``cfg.cache`` names (``sert.cache.store_path``: in the repository's cache directory)."""
+    return ResponseCache(store_path(cfg.cache))
 
 
 @dataclass
@@ -166,7 +151,7 @@ class ApiClient:
     def __init__(self, cfg: ApiConfig, prefix: str, cache: ResponseCache | None = None) -> None:
         self.cfg, self.prefix = cfg, prefix
         self._key = read_api_key(cfg, prefix)  # before any work: a missing key fails here
-        self.cache = cache if cache is not None else ResponseCache(cfg.cache)
+        self.cache = cache if cache is not None else open_cache(cfg)
         # Imported here: the openai package costs ~2 s of imports that offline stages would pay.
         import openai
 
@@ -180,16 +165,8 @@ class ApiClient:
 
     def body(self, model: str, prompt: str, max_tokens: int, temperature: float, system: str | None = None,
              seed: int | None = None) -> dict[str, Any]:
-        """The request body for the configured endpoint (what is sent, and what is hashed)."""
-        body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "temperature": temperature}
-        if self.cfg.endpoint == "chat":
-            messages = [{"role": "system", "content": system}] if system else []
-            body["messages"] = messages + [{"role": "user", "content": prompt}]
-        else:
-            body["prompt"] = (system + "\n\n" + prompt) if system else prompt
-        if seed is not None:
-            body["seed"] = seed
-        return body
+        """``request_body`` for this client's endpoint."""
+        return request_body(self.cfg, model, prompt, max_tokens, temperature, system, seed)
 
     # -- budget ---------------------------------------------------------------
     @staticmethod
@@ -227,15 +204,33 @@ class ApiClient:
     def complete(self, body: dict[str, Any]) -> dict:
         """``{"text", "finish_reason", "prompt_tokens", "completion_tokens"}`` for ``body``, from the
         cache or the API; raises ``RequestFailed`` with a (redacted) reason when it gives up."""
-        endpoint = self.cfg.endpoint
-        key = request_key(endpoint, body)
+        key = request_key(self.cfg.endpoint, body)
         hit = self.cache.get(key)
+        if hit is None:
+            # Another worker (a parallel experiment, another thread) may have this request in
+            # flight: wait for its answer rather than pay for it twice.
+            hit = self.cache.claim(key, self._lease())
         if hit is not None:
             with self._lock:
                 self.usage.cache_hits += 1
                 self.usage.cached_prompt_tokens += hit.get("prompt_tokens", 0)
                 self.usage.cached_completion_tokens += hit.get("completion_tokens", 0)
             return hit
+        answered = False
+        try:
+            response = self._send(key, body)  # stores the answer and drops the claim together
+            answered = True
+            return response
+        finally:
+            if not answered:  # failed for good (or interrupted): a waiting worker may try it itself
+                self.cache.release(key)
+
+    def _lease(self, extra: float = 0.0) -> float:
+        # How long a claim holds without a refresh: one attempt and its backoff, with room to spare.
+        return self.cfg.timeout + self.cfg.backoff_max + 30.0 + extra
+
+    def _send(self, key: str, body: dict[str, Any]) -> dict:
+        endpoint = self.cfg.endpoint
         import openai  # already loaded by __init__; here for its exception classes
 
         worst = self._worst_case_tokens(body)
@@ -244,6 +239,7 @@ class ApiClient:
             if attempt:
                 with self._lock:
                     self.usage.retries += 1
+                self.cache.refresh(key, self._lease())
             self._reserve(worst)
             wait: float | None = None
             try:
@@ -286,7 +282,10 @@ class ApiClient:
             self._count_error(reason.split(":")[0] if not reason.startswith("timeout") else "timeout")
             if attempt < self.cfg.max_retries:
                 backoff = random.uniform(0, min(self.cfg.backoff_max, self.cfg.backoff_base * 2**attempt))
-                time.sleep(max(backoff, wait or 0.0))
+                pause = max(backoff, wait or 0.0)
+                if pause > self.cfg.backoff_max:  # a long Retry-After: keep the claim through it
+                    self.cache.refresh(key, self._lease(pause))
+                time.sleep(pause)
         raise RequestFailed(f"{reason} (gave up after {self.cfg.max_retries + 1} attempts)")
 
 

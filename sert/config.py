@@ -308,8 +308,11 @@ class ApiConfig:
     max_tokens_total: Int | None = Field(None, ge=0)
     """Budget: at most this many prompt + completion tokens in one run; None = no limit. A request
     is sent only if even its worst case (prompt bytes + max_tokens) fits in what is left."""
-    cache: Str = ".sert-cache/api.jsonl"
-    """Response cache file (append-only JSONL; gitignored, not a DVC output, so repro keeps it)."""
+    cache: Str = "api.sqlite"
+    """Response cache: a SQLite store shared by every workspace of the repository and safe for
+    parallel workers (docs/teachers.md, "The response cache"). A relative path is inside the cache
+    directory (``$SERT_CACHE_DIR``, else ``<git common dir>/sert-cache``; a leading ``.sert-cache/``
+    names that directory too); an absolute path is used as is. Never a DVC output."""
 
     @field_validator("api_key_env")
     @classmethod
@@ -330,16 +333,20 @@ class ApiConfig:
 class TeacherApiConfig(ApiConfig):
     """``teacher.api``: ``ApiConfig`` with the teacher's own response cache."""
 
-    cache: Str = ".sert-cache/teacher.jsonl"
-    """Response cache (append-only; gitignored and not a DVC output, so ``dvc repro`` keeps it)."""
+    cache: Str = "teacher.sqlite"
+    """Response cache, a SQLite store shared by every workspace and experiment of the repository and
+    safe for parallel workers: a relative path is inside the cache directory (``$SERT_CACHE_DIR``,
+    else ``<git common dir>/sert-cache``; ``sert cache info`` prints it), an absolute one is used as is."""
 
 
 @config_class
 class JudgeApiConfig(ApiConfig):
     """``judge.api``: ``ApiConfig`` with the judge's own response cache."""
 
-    cache: Str = ".sert-cache/judge.jsonl"
-    """Response cache (append-only; not a DVC output, so ``dvc repro`` keeps it)."""
+    cache: Str = "judge.sqlite"
+    """Response cache, a SQLite store shared by every workspace and experiment of the repository and
+    safe for parallel workers: a relative path is inside the cache directory (``$SERT_CACHE_DIR``,
+    else ``<git common dir>/sert-cache``; ``sert cache info`` prints it), an absolute one is used as is."""
 
 
 def _check_template(value: str, required: tuple[str, ...], allowed: dict[str, str]) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sert.api import ApiClient, Failure, RequestFailed, failure_summary, run_jobs
+from sert.api import ApiClient, Failure, RequestFailed, failure_summary, request_body, request_key, run_jobs
+from sert.cache import ResponseCache
 from sert.config import JudgeConfig
 
 CRITERIA = ("coherence", "relevance", "logical_consistency", "completeness")
@@ -70,6 +71,19 @@ def _aggregate(scored: list[dict], n: int, failed: int) -> dict:
     return out
 
 
+def judge_body(config: JudgeConfig, item: Item) -> dict:
+    """The request body that judges ``item``."""
+    prompt = config.template.replace("{question}", item.question).replace("{output}", item.output.strip())
+    return request_body(config.api, config.model, prompt, config.max_tokens, config.temperature, config.system)
+
+
+def plan(config: JudgeConfig, items: list[Item], cache: ResponseCache) -> dict:
+    """Dry run: how many of the judge's requests for ``items`` are not in ``cache`` (sends none,
+    needs no key; retries not counted)."""
+    to_send = sum(cache.get(request_key(config.api.endpoint, judge_body(config, i))) is None for i in items)
+    return {"jobs": len(items), "requests": len(items), "to_send": to_send}
+
+
 class Judge:
     def __init__(self, config: JudgeConfig) -> None:
         """``config`` as checked by ``sert.config.JudgeConfig`` (a model, a template with both
@@ -78,9 +92,7 @@ class Judge:
         self.client = ApiClient(config.api, "judge.api")
 
     def _one(self, item: Item) -> dict:
-        c = self.config
-        prompt = c.template.replace("{question}", item.question).replace("{output}", item.output.strip())
-        reply = self.client.complete(self.client.body(c.model, prompt, c.max_tokens, c.temperature, c.system))
+        reply = self.client.complete(judge_body(self.config, item))
         scores = parse_scores(reply["text"])
         if scores is None:
             raise RequestFailed("judge reply without all four scores")

@@ -27,7 +27,7 @@ from typer.core import TyperGroup  # noqa: E402
 from sert.errors import SertError  # noqa: E402
 from sert.tasks import TASKS  # noqa: E402
 
-STAGES = ("prepare", "base", "sample", "filter", "teacher", "train-sert", "train", "evaluate", "report", "judge",
+STAGES = ("prepare", "base", "sample", "filter", "teacher", "teacher-row", "train-sert", "train", "evaluate", "report", "judge",
           "rounds", "presets")
 """Subcommand names, in pipeline order; each is the module ``stages/<name>.py`` with a ``main``
 (``-`` in a name is ``_`` in its module's: ``train-sert`` is stages/train_sert.py)."""
@@ -38,7 +38,7 @@ def module_name(name: str) -> str:
     return name.replace("-", "_")
 
 
-GROUPS = ("sweep",)
+GROUPS = ("sweep", "cache")
 """Command groups that drive the pipeline rather than being one of its stages: each is the module
 ``stages/<name>.py`` with a Typer ``app`` of subcommands (``sert sweep run``, ``sert sweep show``)."""
 

@@ -30,6 +30,11 @@ def load_params(path: Path) -> Params:
         raise ParamsError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections")
+    return parse_params(raw)
+
+
+def parse_params(raw: dict) -> Params:
+    """Validate a params mapping (a file's, or one with overrides applied)."""
     params = parse_section(Params, raw, "")
     check_registries(params)
     return params

@@ -16,9 +16,20 @@ from sert import paths
 from sert.errors import ApiError
 from sert.io import read_jsonl, write_json, write_jsonl
 from sert.judge import Item, Judge
-from sert.config import VARIANTS
+from sert.config import VARIANTS, JudgeConfig
 from stages.common import ParamsOption, load_params, read_examples, stage
 
+
+
+def judge_items(cfg: JudgeConfig) -> list[Item]:
+    """What the judge scores: each configured variant's test outputs (the first ``max_outputs``)."""
+    questions = {ex.id: ex.question for ex in read_examples(paths.TEST)}
+    items = []
+    for variant in cfg.variants or VARIANTS:
+        records = read_jsonl(paths.predictions(variant), required=("id", "output"))
+        items += [Item(variant, r["id"], questions[r["id"]], r["output"])
+                  for r in records[: cfg.max_outputs] if r["id"] in questions]
+    return items
 
 
 @stage
@@ -32,12 +43,7 @@ def main(params: Path = ParamsOption) -> None:
         typer.echo("judge: disabled (judge.enabled: false)")
         return
     judge = Judge(cfg)  # checks the key before reading anything
-    questions = {ex.id: ex.question for ex in read_examples(paths.TEST)}
-    items = []
-    for variant in cfg.variants or VARIANTS:
-        records = read_jsonl(paths.predictions(variant), required=("id", "output"))
-        items += [Item(variant, r["id"], questions[r["id"]], r["output"])
-                  for r in records[: cfg.max_outputs] if r["id"] in questions]
+    items = judge_items(cfg)
     records, metrics = judge.run(items)
     write_jsonl(paths.JUDGED, records)
     write_json(paths.JUDGE_METRICS, metrics)

@@ -1,6 +1,6 @@
-"""teacher: one rationale per training question from the configured backend, and the teacher's
-row of the report: its outputs for the test questions (when its source already holds them)
-scored by the variants' code into metrics/eval/teacher.json."""
+"""teacher: one rationale per training question from the configured backend (the stage that may
+call an API; the report's teacher row is the ``teacher-row`` stage, so an evaluation knob never
+reruns this one)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,14 @@ from sert import paths
 from sert.errors import ApiError
 from sert.io import write_json, write_jsonl
 from sert.tasks import get_task
-from sert.teachers import get_teacher, kept_rationales, teacher_metrics, teacher_row
+from sert.teachers import get_teacher, kept_rationales, teacher_metrics
 from stages.common import ParamsOption, load_params, read_examples, stage
 
 
 @stage
 def main(params: Path = ParamsOption) -> None:
-    """Write data/teacher.jsonl ({id, rationale, answer, correct}), metrics/teacher.json (with the
-    oracle: how many training questions it covered and got wrong; always: how many are kept) and
-    metrics/eval/teacher.json (the report's teacher row: the import backend's completions or the
-    oracle's references for the test questions, scored like the variants; the openai backend
-    sends no request for a test question, so its row says why it is absent).
+    """Write data/teacher.jsonl ({id, rationale, answer, correct}) and metrics/teacher.json (with the
+    oracle: how many training questions it covered and got wrong; always: how many are kept).
 
     API backends also record usage and failures in the metrics; the stage fails (after writing
     both files, for inspection) when more than ``teacher.max_failed_share`` of the jobs failed.
@@ -38,8 +35,6 @@ def main(params: Path = ParamsOption) -> None:
                "kept": kept_rationales(rationales, p.teacher.only_correct)}
     write_jsonl(paths.TEACHER, (r.to_json() for r in rationales))
     write_json(paths.TEACHER_METRICS, metrics)
-    write_json(paths.eval_metrics("teacher"),
-               teacher_row(teacher, task, read_examples(paths.TEST), p.evaluate))
     failed, jobs = extra.get("failed", 0), extra.get("jobs", len(rationales))
     if jobs and failed / jobs > p.teacher.max_failed_share:
         reasons = "; ".join(f"{n} x {reason}" for reason, n in list(extra["failure_reasons"].items())[:3])
@@ -47,5 +42,7 @@ def main(params: Path = ParamsOption) -> None:
             f"teacher: {failed} of {jobs} rationales failed (more than teacher.max_failed_share="
             f"{p.teacher.max_failed_share:g}): {reasons}; rerun to retry them (answered requests are cached)"
         )
+    usage = extra.get("usage")
+    paid = f" ({usage['requests_sent']} requests sent, {usage['cache_hits']} from the cache)" if usage else ""
     typer.echo(f"teacher: {p.teacher.backend}: {metrics['n_correct']}/{metrics['n']} correct, "
-               f"{metrics['kept']} kept -> {paths.TEACHER}")
+               f"{metrics['kept']} kept -> {paths.TEACHER}{paid}")

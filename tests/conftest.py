@@ -17,6 +17,21 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def api_cache_dir(tmp_path_factory):
+    """Every API response store of the session (the stages run here, and their children) lives in
+    one temporary directory: no test reads or writes a user's cache (sert.cache.cache_dir)."""
+    directory = tmp_path_factory.mktemp("sert-api-cache")
+    before = os.environ.get("SERT_CACHE_DIR")
+    os.environ["SERT_CACHE_DIR"] = str(directory)
+    yield directory
+    if before is None:
+        os.environ.pop("SERT_CACHE_DIR", None)
+    else:
+        os.environ["SERT_CACHE_DIR"] = before
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def tiny_student(tmp_path_factory):
     """A randomly initialised tiny GPT-2 with a tokenizer trained on the modsum corpus."""

@@ -127,10 +127,10 @@ def test_a_bad_sample_backend_fails_every_stage_at_load(tmp_path):
 def test_api_settings_are_one_nested_value_with_per_section_caches():
     p = load_params(ROOT / "params.yaml")
     assert isinstance(p.teacher.api, ApiConfig) and isinstance(p.judge.api, ApiConfig)
-    assert p.teacher.api.cache == ".sert-cache/teacher.jsonl" and p.judge.api.cache == ".sert-cache/judge.jsonl"
+    assert p.teacher.api.cache == "teacher.sqlite" and p.judge.api.cache == "judge.sqlite"
     assert p.teacher.api == TeacherConfig().api and p.judge.api == JudgeConfig().api   # file = code defaults
     # A partial api section keeps the section's own cache default.
-    assert parse_section(TeacherConfig, {"api": {"concurrency": 2}}, "teacher").api.cache == ".sert-cache/teacher.jsonl"
+    assert parse_section(TeacherConfig, {"api": {"concurrency": 2}}, "teacher").api.cache == "teacher.sqlite"
     assert not {f.name for f in dataclasses.fields(ApiConfig)} & {f.name for f in dataclasses.fields(TeacherConfig)}
 
 

@@ -25,7 +25,22 @@ from sert.tasks import TaskConfig, get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-SECRET0123456789abcdefXYZ"
-CACHE = Path(".sert-cache/teacher.jsonl")
+CACHE = Path(".sert-cache/teacher.sqlite")  # each test's own cache directory (the project fixture)
+
+
+def cached_keys(path=CACHE) -> set[str]:
+    """The request keys a response store holds (read with plain sqlite3, as another tool would)."""
+    import sqlite3
+
+    if not Path(path).is_file():
+        return set()
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        return {key for (key,) in db.execute("SELECT key FROM responses")}
+    except sqlite3.OperationalError:  # created, its tables not yet
+        return set()
+    finally:
+        db.close()
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +111,7 @@ def read_jsonl(path) -> list[dict]:
 def project(tmp_path, monkeypatch, fake):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("SERT_CACHE_DIR", str(tmp_path / ".sert-cache"))
     return tmp_path
 
 
@@ -172,7 +188,7 @@ def test_kill_and_rerun_never_requests_twice(project, fake, capsys):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
-        if CACHE.is_file() and CACHE.read_text().count("\n") >= 12:
+        if len(cached_keys()) >= 12:
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the teacher finished (or died) before it could be killed: " + proc.stderr.read().decode()
@@ -180,12 +196,7 @@ def test_kill_and_rerun_never_requests_twice(project, fake, capsys):
     proc.wait(10)
     proc.stderr.close()
     assert not Path("data/teacher.jsonl").exists()
-    cached = set()
-    for line in CACHE.read_text().splitlines():
-        try:
-            cached.add(json.loads(line)["key"])
-        except ValueError:
-            pass  # a line cut by the kill
+    cached = cached_keys()
     assert 12 <= len(cached) < 2 * n
     before = set(fake.counts)
     assert 2 <= fake.max_in_flight <= 4  # teacher.api.concurrency requests in flight, never more
@@ -195,7 +206,7 @@ def test_kill_and_rerun_never_requests_twice(project, fake, capsys):
     again = [key for key, *_ in fake.requests]
     assert not set(again) & cached  # nothing answered before the kill is requested again
     assert len(again) == len(set(again))  # and nothing twice within the rerun
-    assert cached | set(again) == {json.loads(x)["key"] for x in CACHE.read_text().splitlines() if x.strip()[-1:] == "}"}
+    assert cached | set(again) == cached_keys()
     assert len(cached | set(again)) == 2 * n and before <= cached | set(again)
     rows = read_jsonl("data/teacher.jsonl")
     assert len(rows) == n and all(r["correct"] for r in rows)
@@ -210,7 +221,7 @@ def test_the_key_is_written_nowhere(project, fake, capsys):
     # A wrong key: the server's 401 echoes it (masked, as OpenAI does); no retry, every job fails.
     wrong = "sk-wrongkey-0123456789-abcdefgh"
     os.environ["OPENAI_API_KEY"] = wrong
-    set_params(project, "teacher", cache=".sert-cache/other.jsonl", max_failed_share=0.0)
+    set_params(project, "teacher", cache="other.sqlite", max_failed_share=0.0)
     fake.reset_log()
     code, out = run_stage("teacher", capsys)
     assert code == 1 and "HTTP 401" in out and len(fake.requests) == 12
@@ -240,7 +251,7 @@ def test_budget_stops_before_exceeding_it(project, fake, capsys):
     assert len(fake.requests) == 9
     metrics = json.loads(Path("metrics/teacher.json").read_text())
     assert metrics["usage"]["requests_sent"] == 9 and metrics["n"] + metrics["failed"] == 20
-    assert len(read_jsonl(CACHE)) == 9
+    assert len(cached_keys()) == 9
     # Tokens: the worst case of each request must fit, so the spend never passes the budget.
     set_params(project, "teacher", max_requests=None, max_tokens_total=1500)
     fake.reset_log()
@@ -345,39 +356,6 @@ def test_parse_scores_rejects_incomplete_or_out_of_range_replies():
     assert parse_scores("I refuse.") is None
 
 
-def test_cache_survives_a_truncated_line(tmp_path):
-    from sert.api import ResponseCache
-
-    cache = ResponseCache(tmp_path / "c.jsonl")
-    cache.put("a", "chat", {"model": "m"}, {"text": "A"})
-    cache.close()
-    with open(tmp_path / "c.jsonl", "a") as f:
-        f.write('{"key": "b", "endpoint": "chat", "requ')  # killed mid-write
-    cache = ResponseCache(tmp_path / "c.jsonl")
-    assert cache.skipped == 1 and cache.get("a") == {"text": "A"} and cache.get("b") is None
-    cache.put("c", "chat", {"model": "m"}, {"text": "C"})
-    cache.close()
-    cache = ResponseCache(tmp_path / "c.jsonl")
-    assert cache.skipped == 1 and len(cache) == 2 and cache.get("c") == {"text": "C"}
-
-
-def test_api_caches_are_kept_by_repro_and_git():
-    """The default caches are no DVC output (repro would delete them) and are gitignored."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    caches = [Path(params["teacher"]["api"]["cache"]), Path(params["judge"]["api"]["cache"])]
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    outs = []
-    for stage in stages.values():
-        body = stage.get("do", stage)
-        for out in body.get("outs", []) + body.get("metrics", []):
-            outs.append(Path(next(iter(out)) if isinstance(out, dict) else out))
-    for cache in caches:
-        assert not any(cache == o or o in cache.parents for o in outs if "$" not in str(o)), cache
-        assert not any(part in ("data", "models", "metrics") for part in cache.parts[:1]), cache
-    assert "/.sert-cache" in (ROOT / ".gitignore").read_text().splitlines()
-    assert all(c.parts[0] == ".sert-cache" for c in caches)
-
-
 @given(before=st.text(max_size=50), after=st.text(max_size=50),
        key=st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=20, max_size=60))
 def test_redact_removes_the_key_from_any_text(before, after, key):
@@ -394,3 +372,15 @@ def test_bad_templates_and_samples_are_params_errors(project, fake, capsys):
     set_params(project, "teacher", reasoning_template="Q: {question}", samples=2)
     code, out = run_stage("teacher", capsys)
     assert code == 1 and "teacher.samples: several samples per question need teacher.temperature > 0" in out
+
+
+def test_teacher_row_needs_no_key_and_sends_nothing(project, fake, capsys, monkeypatch):
+    """The report's teacher row is its own stage: with the openai backend it says why it is absent,
+    without a key and without a request (an evaluation knob reruns it, never the teacher)."""
+    write_project(project, fake.base_url)
+    monkeypatch.delenv("OPENAI_API_KEY")
+    code, out = run_stage("teacher_row", capsys)
+    assert code == 0, out
+    row = json.loads(Path("metrics/eval/teacher.json").read_text())
+    assert row["available"] is False and row["backend"] == "openai" and "no requests are sent" in row["reason"]
+    assert fake.requests == [] and not CACHE.exists() and not Path("data/teacher.jsonl").exists()

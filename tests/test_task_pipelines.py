@@ -47,7 +47,7 @@ def test_task_runs_through_every_stage_on_the_tiny_student(name, tmp_path, monke
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
-    commands = [["prepare"], ["base"], ["sample"], ["filter"], ["teacher"]]
+    commands = [["prepare"], ["base"], ["sample"], ["filter"], ["teacher"], ["teacher-row"]]
     commands += [["train-sert"]] + [["train", v] for v in ("finetune", "rd", "sert_rd")]
     commands += [["evaluate", v] for v in VARIANTS] + [["rounds"], ["report"]]
     for command in commands:

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from sert.config import EvalConfig, TeacherConfig
 from sert.evaluation import score
+from sert.formats import keeps_rationale
 from sert.tasks import Example, Task
 
 
@@ -59,7 +60,7 @@ def teacher_metrics(rationales: list[Rationale]) -> dict:
 def kept_rationales(rationales: list[Rationale], only_correct: bool) -> int:
     """How many rationales distillation trains on: the correct ones with ``only_correct``, else all
     (stages/train.py applies the same rule to data/teacher.jsonl)."""
-    return sum(r.correct or not only_correct for r in rationales)
+    return sum(keeps_rationale(r.correct, only_correct) for r in rationales)
 
 
 @dataclass
