@@ -172,7 +172,9 @@ def test_two_queued_experiments_in_parallel_pay_each_request_once(tmp_path, fake
     sh(["dvc", "repro", "prepare"], project)
     sh(["git", "add", "-A"], project)
     commit(project, "prepared")
-    fake.delay = 0.4  # 60 requests, 2-3 in flight: 10 s or more each, so the two workers overlap
+    # 60 requests, 2-3 in flight: 20 s or more each, so the two workers overlap even when the second
+    # starts seconds after the first (a loaded machine: at 0.4 s the two once ran one after the other)
+    fake.delay = 1.0
     # The same request bodies in both; concurrency (not part of a request) differs, so that the
     # second cannot be restored from DVC's run-cache: both run the teacher stage, at once.
     for name, concurrency in (("qa", 2), ("qb", 3)):
