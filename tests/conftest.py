@@ -121,3 +121,19 @@ def copy_project(project: Path, dest: Path, commit: bool = True) -> Path:
         run(["git", "-c", "user.name=sert tests", "-c", "user.email=tests@example.invalid", "commit", "-q",
              "-m", "tiny pipeline"], dest)
     return dest
+
+
+@pytest.fixture(scope="module")
+def server(request):
+    """The loopback OpenAI-compatible server (tests/openai_server.py) for one test module, accepting
+    that module's ``KEY``."""
+    from openai_server import serving
+
+    with serving(request.module.KEY) as srv:
+        yield srv
+
+
+@pytest.fixture
+def fake(server):
+    """The module's server, reset to normal answers (no log, faults or delays) for each test."""
+    return server.reset()

@@ -11,6 +11,7 @@ drop (closes the connection without a response). Every request is recorded with 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -18,6 +19,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from sert.api import request_key
@@ -89,6 +91,14 @@ class FakeOpenAI(ThreadingHTTPServer):
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def reset(self) -> FakeOpenAI:
+        """Back to a normal server between tests: no log, faults, wrong answers, waits or delays."""
+        self.reset_log()
+        self.faults.clear()
+        self.wrong.clear()
+        self.retry_after, self.slow_seconds, self.delay = "0", 1.0, 0.0
+        return self
 
     def reset_log(self) -> None:
         with self.lock:
@@ -207,3 +217,14 @@ def start(api_key: str) -> tuple[FakeOpenAI, threading.Thread]:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     return server, thread
+
+
+@contextlib.contextmanager
+def serving(api_key: str) -> Iterator[FakeOpenAI]:
+    """A loopback server accepting ``api_key`` for the duration of the block (a module fixture's body)."""
+    server, thread = start(api_key)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join(5)

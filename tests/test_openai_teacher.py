@@ -17,7 +17,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openai_server import judge_scores, start
+from openai_server import judge_scores
 from sert.api import request_key
 from sert.config import ApiConfig
 from sert.judge import CRITERIA, parse_scores
@@ -41,23 +41,6 @@ def cached_keys(path=CACHE) -> set[str]:
         return set()
     finally:
         db.close()
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv, thread = start(KEY)
-    yield srv
-    srv.shutdown()
-    thread.join(5)
-
-
-@pytest.fixture
-def fake(server):
-    server.reset_log()
-    server.faults.clear()
-    server.wrong.clear()
-    server.retry_after, server.slow_seconds, server.delay = "0", 1.0, 0.0
-    return server
 
 
 def write_project(root: Path, base_url: str, n_train: int = 12, **teacher) -> list:

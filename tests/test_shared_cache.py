@@ -28,30 +28,12 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openai_server import start
 from sert.cache import ResponseCache, cache_dir, read_export, store_path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-SHARED0123456789abcdefXYZ"
 N_TRAIN = 30  # 60 distinct request bodies: a reasoning and an answer request per question
 STAGES = ("prepare", "teacher", "teacher_row")
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv, thread = start(KEY)
-    yield srv
-    srv.shutdown()
-    thread.join(5)
-
-
-@pytest.fixture
-def fake(server):
-    server.reset_log()
-    server.faults.clear()
-    server.wrong.clear()
-    server.delay = 0.0
-    return server
 
 
 def child_env() -> dict[str, str]:
