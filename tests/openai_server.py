@@ -228,3 +228,19 @@ def serving(api_key: str) -> Iterator[FakeOpenAI]:
     finally:
         server.shutdown()
         thread.join(5)
+
+
+def kill_part_way(proc, ready, what: str = "the run", timeout: float = 60.0) -> None:
+    """SIGKILL ``proc`` as soon as ``ready()`` holds (a run part-way through its requests); fails,
+    with the process's stderr, if it ended before that."""
+    import signal
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ready():
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"{what} finished (or died) before it could be killed: " + proc.stderr.read().decode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    proc.stderr.close()

@@ -6,10 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openai_server import judge_scores
+from openai_server import judge_scores, kill_part_way
 from sert.api import request_key
 from sert.config import ApiConfig
 from sert.judge import CRITERIA, parse_scores
@@ -169,15 +167,7 @@ def test_kill_and_rerun_never_requests_twice(project, fake, capsys):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "stages.cli", "teacher"], cwd=project, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if len(cached_keys()) >= 12:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the teacher finished (or died) before it could be killed: " + proc.stderr.read().decode()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    proc.stderr.close()
+    kill_part_way(proc, lambda: len(cached_keys()) >= 12, "the teacher")
     assert not Path("data/teacher.jsonl").exists()
     cached = cached_keys()
     assert 12 <= len(cached) < 2 * n

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -23,11 +22,11 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from openai_server import kill_part_way
 from sert.cache import ResponseCache, cache_dir, read_export, store_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,15 +202,7 @@ def test_sigkill_of_one_of_two_workers_then_rerun(tmp_path, fake):
     command = [sys.executable, "-m", "stages.cli", "teacher"]
     victim = subprocess.Popen(command, cwd=project, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     other = subprocess.Popen(command, cwd=worktree, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and victim.poll() is None:
-        if stored(store(project)) >= 12:
-            break
-        time.sleep(0.02)
-    assert victim.poll() is None, "the victim finished before it could be killed: " + victim.stderr.read().decode()
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(10)
-    victim.stderr.close()
+    kill_part_way(victim, lambda: stored(store(project)) >= 12, "the victim")
     try:
         out, err = other.communicate(timeout=120)
     finally:
