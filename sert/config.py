@@ -69,7 +69,7 @@ VARIANTS = ("base", "finetune", "sert", "rd", "sert_rd")
 BACKENDS = ("hf", "vllm")
 """``sample.backend`` values: the names in ``sert.samplers.SAMPLERS`` (a test keeps them equal;
 listed here because this module imports no backend code)."""
-TEACHER_BACKENDS = ("oracle", "import", "openai")
+TEACHER_BACKENDS = ("oracle", "import", "openai", "none")
 """``teacher.backend`` values: the names in ``sert.teachers.TEACHERS`` (a test keeps them equal;
 listed here because this module imports no backend code)."""
 BRANCHINGS = ("topk", "raw")
@@ -368,7 +368,8 @@ class TeacherConfig:
 
     backend: Literal[TEACHER_BACKENDS] = "oracle"
     """Registered backend (``sert.teachers``): ``oracle`` (synthetic tasks), ``import`` (existing
-    completions in ``source``) or ``openai`` (any OpenAI-compatible server)."""
+    completions in ``source``), ``openai`` (any OpenAI-compatible server) or ``none`` (no teacher:
+    the distillation variants ``rd`` and ``sert_rd`` are not trained, and the report says so)."""
     source: Str | None = None
     """Input file for backends that read existing completions."""
     model: Str | None = None

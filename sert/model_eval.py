@@ -8,9 +8,12 @@ zero-shot (``prompts.zero_shot``), a trained variant with the training prompt it
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sert.config import EvalConfig
 from sert.evaluation import score
 from sert.formats import fill_prompt
+from sert.io import read_json
 from sert.modeling import for_inference
 from sert.samplers import generate_greedy
 from sert.tasks import Example, Task
@@ -25,3 +28,10 @@ def evaluate_model(model, tokenizer, task: Task, examples: list[Example], templa
     generations = generate_greedy(model, tokenizer, [fill_prompt(template, ex.question) for ex in examples],
                                   cfg.max_new_tokens, cfg.batch_size, desc=desc)
     return score(task, examples, generations, cfg)
+
+
+def not_trained_reason(model_dir: str | Path) -> str | None:
+    """Why the variant at ``model_dir`` was not trained (its ``not_trained.json``, written by
+    ``sert.variants.write_not_trained``), or None for a model."""
+    marker = Path(model_dir) / "not_trained.json"
+    return str(read_json(marker)["reason"]) if marker.is_file() else None

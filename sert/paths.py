@@ -94,3 +94,9 @@ def loss_curve(variant: str) -> Path:
 def confusion(variant: str) -> Path:
     """``metrics/plots/confusion/<variant>.json``."""
     return CONFUSION / f"{variant}.json"
+
+
+def not_trained(variant: str) -> Path:
+    """``models/<variant>/not_trained.json``: the one file of a variant that was not trained
+    (``{"variant", "reason"}``), in place of the model."""
+    return model(variant) / "not_trained.json"

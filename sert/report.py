@@ -77,7 +77,8 @@ def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict,
     the figure, the filter funnel and the teacher.
 
     ``teacher_eval`` is metrics/eval/teacher.json: the teacher's test outputs scored like the
-    variants (a row of the table), or ``{"available": false, "reason"}``. ``comparisons`` is
+    variants (a row of the table), or ``{"available": false, "reason"}``; a variant's metrics of that
+    shape (not trained, ``sert.variants.write_not_trained``) get a row saying so. ``comparisons`` is
     metrics/compare.json (``sert.compare.compare_variants``); ``published_n`` the paper's test
     questions for this task (``sert.published.published_test_size``); ``predictions`` the per-question
     records of data/predictions/<variant>.jsonl, for the answers each variant gives and the
@@ -96,8 +97,15 @@ def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict,
         + (" Paper (Acc % / Fmt / Len / Rep) |" if paper else ""),
         "|---|---|---|---|---|---|---|---|---|" + ("---|" if paper else ""),
     ]
+    absent = {}
     for variant, m in evals.items():
-        lines.append(_row(label(variant), m, published_cell((published or {}).get(variant)) if paper else None))
+        paper_cell = published_cell((published or {}).get(variant)) if paper else None
+        if m.get("available", True):
+            lines.append(_row(label(variant), m, paper_cell))
+        else:  # not trained: a row that says so, beside the paper's cell
+            absent.setdefault(m.get("reason"), []).append(label(variant))
+            lines.append("| " + " | ".join([label(variant), "not trained"] + ["-"] * 7) + " |"
+                         + (f" {paper_cell} |" if paper_cell is not None else ""))
     teacher_note = None
     if teacher_eval and teacher_eval.get("available"):
         name = f"Teacher (`{teacher_eval.get('backend')}`)"
@@ -117,6 +125,8 @@ def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict,
         lines.append("The teacher's paper cell is Table II's text-davinci-002 Zero-shot-CoT row.")
     if teacher_note:
         lines.append(teacher_note)
+    for reason, names in absent.items():
+        lines.append(f"Not trained: {', '.join(names)}: {reason}.")
     if predictions:
         lines += [""] + answers_markdown(predictions)
     if comparisons:
@@ -141,9 +151,11 @@ def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict,
                   "of its rationales wrong by design.")
     if "kept" in teacher:
         supply += f" {teacher['kept']} rationales were kept for distillation."
-    lines += ["", "## Teacher", "",
-              f"Backend `{teacher.get('backend')}`: {teacher.get('n_correct')}/{teacher.get('n')} correct "
-              f"(accuracy {teacher.get('accuracy', 0):.3f}) on the training questions.{supply}", ""]
+    summary = (f"Backend `{teacher.get('backend')}`: {teacher.get('n_correct')}/{teacher.get('n')} correct "
+               f"(accuracy {teacher.get('accuracy', 0):.3f}) on the training questions.{supply}")
+    if teacher.get("backend") == "none":
+        summary = "None (`teacher.backend: none`): no rationales, so the distillation variants are not trained."
+    lines += ["", "## Teacher", "", summary, ""]
     return "\n".join(lines)
 
 

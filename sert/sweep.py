@@ -222,9 +222,11 @@ def summarize(variant: str, metric: str, runs: list[SeedRun]) -> Summary:
 
 def aggregate(runs: list[SeedRun], variants: tuple[str, ...] = VARIANTS,
               metrics: tuple[str, ...] = METRICS) -> list[Summary]:
-    """Every (metric, variant) summary, metric by metric, variants in the given order."""
+    """Every (metric, variant) summary, metric by metric, variants in the given order; a variant that
+    no run trained (its metrics ``{"available": false, "reason"}``) has none."""
     if not runs:
         raise SweepError("no runs to aggregate")
+    variants = tuple(v for v in variants if any(run.metrics[v].get("available", True) for run in runs))
     return [summarize(v, m, runs) for m in metrics for v in variants]
 
 

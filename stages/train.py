@@ -18,14 +18,20 @@ from sert import paths
 from sert.errors import EmptyResultError, ParamsError
 from sert.io import read_jsonl
 from sert.training import LiveLossCurve, is_main_process
-from sert.variants import VARIANT_INPUTS, distill_texts, finetune_texts, train_on_texts, write_trained
+from sert.variants import (VARIANT_INPUTS, distill_texts, finetune_texts, train_on_texts, write_not_trained,
+                           write_trained)
 from stages.common import ParamsOption, load_params, read_examples, stage
+
+NO_TEACHER = "no teacher rationales (teacher.backend: none)"
 
 
 @stage
 def main(variant: str = typer.Argument(..., help=f"One of: {', '.join(VARIANT_INPUTS)}."),
          params: Path = ParamsOption) -> None:
-    """Fine-tune a variant's starting model on its data; write models/<variant> and metrics/train/<variant>.json."""
+    """Fine-tune a variant's starting model on its data; write models/<variant> and metrics/train/<variant>.json.
+
+    With ``teacher.backend: none`` the distillation variants are not trained: models/<variant>
+    then holds only why (not_trained.json), and evaluation and the report say so."""
     if variant == "sert":
         raise ParamsError("variant 'sert' has a stage of its own: run `sert train-sert`")
     if variant not in VARIANT_INPUTS:
@@ -35,6 +41,10 @@ def main(variant: str = typer.Argument(..., help=f"One of: {', '.join(VARIANT_IN
     examples = read_examples(paths.TRAIN)
     if variant == "finetune":
         texts = finetune_texts(examples, p.prompts)
+    elif p.teacher.backend == "none":
+        out = write_not_trained(variant, NO_TEACHER)
+        typer.echo(f"train {variant}: not trained, {NO_TEACHER} -> {out}")
+        return
     else:
         rationales = read_jsonl(paths.TEACHER, required=("id", "rationale", "correct"))
         texts = distill_texts(examples, rationales, p.prompts, p.teacher.only_correct)

@@ -166,7 +166,7 @@ def test_teacher_backend_names_are_the_registered_teachers():
     from sert.teachers import TEACHERS
 
     assert set(TEACHER_BACKENDS) == set(TEACHERS)
-    with pytest.raises(ParamsError, match=r"^teacher.backend: expected .*'openai', got 'orcale'"):
+    with pytest.raises(ParamsError, match=r"^teacher.backend: expected .*'openai' or 'none', got 'orcale'"):
         parse_section(TeacherConfig, {"backend": "orcale"}, "teacher")
 
 
