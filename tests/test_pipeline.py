@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from conftest import TINY, run
+from conftest import TINY, copy_project, run
 
 def test_repro_writes_every_output_and_metric(project):
     for split in ("train", "test"):
@@ -103,7 +103,7 @@ def test_unknown_backend_and_unreachable_model(project, tmp_path):
     for stage in ("teacher", "prepare"):  # checked at load: every stage fails early, not only teacher
         result = run(["sert", stage, "--params", str(bad)], project, check=False)
         assert result.returncode == 1 and result.stderr == \
-            "error: teacher.backend: expected 'oracle', 'import' or 'openai', got 'gpt5'\n"
+            "error: teacher.backend: expected 'oracle', 'import', 'openai' or 'none', got 'gpt5'\n"
     params["teacher"]["backend"] = "oracle"
     params["student"]["model"] = str(tmp_path / "no-weights")
     (tmp_path / "no-weights").mkdir()
@@ -111,3 +111,36 @@ def test_unknown_backend_and_unreachable_model(project, tmp_path):
     result = run(["sert", "base", "--params", str(bad)], project, check=False)
     assert result.returncode == 1 and "no *.safetensors weights" in result.stderr
 
+
+def test_without_a_teacher_the_distillation_variants_are_not_trained_and_the_report_says_so(project, tmp_path):
+    work = copy_project(project, tmp_path / "none")
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["teacher"]["backend"] = "none"
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    log = run(["dvc", "repro"], work).stdout
+    reason = "no teacher rationales (teacher.backend: none)"
+    assert "train rd: not trained, " + reason in log
+    for variant in ("rd", "sert_rd"):
+        assert [p.name for p in (work / "models" / variant).iterdir()] == ["not_trained.json"]
+        assert json.loads((work / f"metrics/eval/{variant}.json").read_text()) == {"available": False,
+                                                                                   "reason": reason}
+        assert json.loads((work / f"metrics/train/{variant}.json").read_text()) == {"trained": False,
+                                                                                    "reason": reason}
+        assert (work / f"data/predictions/{variant}.jsonl").read_text() == ""
+        assert (work / f"metrics/plots/train/{variant}.csv").read_text() == "step,loss\n"
+        assert json.loads((work / f"metrics/plots/confusion/{variant}.json").read_text()) == []
+    assert (work / "data/teacher.jsonl").read_text() == ""
+    # The variants that were trained are untouched: finetune retrained to the same bytes.
+    for variant in ("base", "finetune", "sert"):
+        assert (work / f"metrics/eval/{variant}.json").read_text() == \
+            (project / f"metrics/eval/{variant}.json").read_text()
+    report = (work / "metrics/report.md").read_text()
+    assert "| RD | not trained | - |" in report and "| SERT+RD | not trained | - |" in report
+    assert f"Not trained: RD, SERT+RD: {reason}." in report
+    assert "No teacher row: teacher.backend is none: there is no teacher." in report
+    assert "None (`teacher.backend: none`): no rationales" in report
+    assert list(json.loads((work / "metrics/compare.json").read_text())) == ["sert_vs_base"]
+    assert [r["variant"] for r in json.loads((work / "metrics/plots/variants.json").read_text())] == \
+        ["Base (zero-shot)", "Finetune", "SERT"]
+    assert "SERT+RD" not in (work / "metrics/report.svg").read_text()
+    assert "Stage 'train@rd' didn't change" in run(["dvc", "repro"], work).stdout

@@ -133,6 +133,19 @@ def test_aggregate_three_seeds_against_scipy():
     assert base.sd == 0 and base.ci == (base.mean, base.mean)
 
 
+def test_a_variant_no_run_trained_has_no_summary():
+    data = exp_show()
+    for exp in data[1]["experiments"]:
+        exp["revs"][0]["data"]["metrics"]["metrics/eval/rd.json"]["data"] = {
+            "available": False, "reason": "no teacher rationales (teacher.backend: none)"}
+    summaries = aggregate(select_runs(data, "sw"), metrics=("accuracy",))
+    assert [s.variant for s in summaries] == ["base", "finetune", "sert", "sert_rd"]
+    # Trained in one run and not in the other: that mixes two pipelines, and is an error.
+    data[1]["experiments"][0]["revs"][0]["data"]["metrics"]["metrics/eval/rd.json"]["data"] = {"accuracy": 0.5}
+    with pytest.raises(SweepError, match=r"metrics/eval/rd.json has no numeric 'accuracy'"):
+        aggregate(select_runs(data, "sw"), metrics=("accuracy",))
+
+
 def test_one_seed_has_no_spread():
     assert interval([0.5]) is None
     (s,) = aggregate(select_runs(exp_show(), "sw")[:1], ("sert",), ("accuracy",))
