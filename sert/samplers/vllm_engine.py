@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from sert.config import SampleConfig
 from sert.errors import ModelError
+from sert.runtime import resolve_precision
 from sert.samplers.base import Budget, Sample, Sampler, fit_budget, kept_perplexity, perplexity, trim_at_stop
 from sert.samplers.registry import register_sampler
 from sert.text import rep_n
@@ -40,6 +42,14 @@ def _import_vllm():
         raise ModelError("sample.backend: vllm needs vLLM: pip install '.[vllm]' (GPU machines), "
                          "or set sample.backend: hf") from None
     return vllm
+
+
+DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
+"""``sample.precision`` (resolved as for the hf backend) as vLLM's ``dtype``."""
+CPU_KV_CACHE_BYTES = 2 * 1024**3
+"""The KV cache vLLM reserves on a CPU, unless ``VLLM_CPU_KVCACHE_SPACE`` (GiB, vLLM's own knob) is set:
+2 GiB hold ~90,000 SmolLM2-135M tokens or ~57,000 GPT-2-small tokens in bf16 (a request that does
+not fit waits; it is never cut)."""
 
 
 def request_seed(seed: int, question_id: str, branch: int) -> int:
@@ -62,6 +72,15 @@ class VllmSampler(Sampler):
         # engine's max_logprobs (ModelConfig default 20: "Requested sample logprobs of N, which is
         # greater than max allowed: 20"), so raise the cap when sample.branches exceeds it.
         llm_kwargs.setdefault("max_logprobs", max(20, cfg.branches))
+        import torch
+
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        llm_kwargs.setdefault("dtype", DTYPES[resolve_precision(cfg.precision, device, "sample")])
+        if device.type == "cpu" and "VLLM_CPU_KVCACHE_SPACE" not in os.environ and \
+                "gpu_memory_utilization" not in llm_kwargs:
+            # vLLM's CPU backend otherwise reserves gpu_memory_utilization (0.92) of the machine's RAM
+            # for its KV cache; a batch of 16 questions x 25 samples x ~200 tokens needs under 2 GiB.
+            llm_kwargs.setdefault("kv_cache_memory_bytes", CPU_KV_CACHE_BYTES)
         self.llm = vllm.LLM(model=model, seed=cfg.seed, trust_remote_code=trust_remote_code, **llm_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         config = getattr(self.llm.llm_engine, "model_config", None)
