@@ -20,7 +20,8 @@ nanoGPT-style loop, readable in one sitting:
   every effective batch (DDP averages gradients; the loss is scaled so the result is still the
   per-token mean over the whole batch).
 - Checkpoints every ``checkpoint_every`` steps (sert/checkpoint.py) with optimizer, scheduler,
-  RNG and data-order state; a rerun resumes from the latest one and ends with the same weights.
+  data-order state and every process's RNG state; a rerun with the same number of processes
+  resumes from the latest one and ends with the same weights.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sert.checkpoint import Checkpoints, run_key
+from sert.checkpoint import Checkpoints, rng_state, run_key
 from sert.config import TrainConfig
 from sert.errors import ParamsError
 from sert.io import write_text
@@ -259,6 +260,8 @@ def train_causal_lm(
     (``sert.config.TrainConfig``); what is checked here depends on the machine, and the errors
     name ``section`` (``pretrain`` for the tiny student's pretraining).
     """
+    from accelerate.utils import gather_object
+
     if not examples:
         raise ValueError("no training examples")
     accelerator = make_accelerator(cfg.device, section)
@@ -286,8 +289,7 @@ def train_causal_lm(
         if accelerator.is_main_process:
             ckpt.prepare()
         accelerator.wait_for_everyone()
-        # Exact resumption holds for one process; with several, each keeps its own RNG stream.
-        resumed = ckpt.load_latest(model, optimizer, scheduler, restore_rng=world == 1)
+        resumed = ckpt.load_latest(model, optimizer, scheduler, rank=rank)
         if resumed is not None:
             start, order, losses = resumed.step, resumed.order, resumed.losses
             rng.setstate(resumed.python_rng)
@@ -333,9 +335,11 @@ def train_causal_lm(
             bar.update()
             done = step + 1
             if ckpt is not None and (done % cfg.checkpoint_every == 0 or done == total):
+                # Every process's torch RNG (its own dropout masks), gathered to the one that saves.
+                states = gather_object([rng_state()])
                 if accelerator.is_main_process:
                     ckpt.save(done, accelerator.unwrap_model(loss_module).model, optimizer, scheduler, order,
-                              rng.getstate(), losses)
+                              rng.getstate(), losses, states)
                 accelerator.wait_for_everyone()
     model.eval()
     return losses
