@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 import os
 import random
+import signal
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -225,10 +227,35 @@ def write_loss_curve(path: Path, losses: list[float]) -> None:
     write_text(path, "step,loss\n" + "".join(f"{i},{loss:.6g}\n" for i, loss in enumerate(losses, 1)))
 
 
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal the kernel sends this process when its parent exits (linux/prctl.h)."""
+
+
+def die_with_launcher() -> None:
+    """In a worker of torchrun or ``accelerate launch`` (both set TORCHELASTIC_RUN_ID), have Linux
+    SIGKILL this process when its launcher exits. The launcher starts each worker in a session of
+    its own and passes SIGINT and SIGTERM on, but a launcher killed with SIGKILL passes nothing on:
+    its workers would go on training, orphaned, and race a rerun for the same checkpoints and
+    outputs. Elsewhere (one process, another launcher, not Linux) this does nothing."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        print(f"warning: prctl(PR_SET_PDEATHSIG) failed ({os.strerror(ctypes.get_errno())}): this process "
+              "outlives a killed launcher", file=sys.stderr)
+    elif os.getppid() == 1:  # the launcher died before the request: nothing will send the signal
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def make_accelerator(device: str, section: str = "train"):
     """An ``accelerate.Accelerator`` for ``device``; mixed precision is our own autocast (see below).
-    ``section``: the params section the config came from, for the error's key."""
+    ``section``: the params section the config came from, for the error's key. A worker of a
+    multi-process launch dies with its launcher (:func:`die_with_launcher`)."""
     from accelerate import Accelerator
+
+    die_with_launcher()
 
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     if device == "cuda" and not torch.cuda.is_available():
