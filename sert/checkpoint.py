@@ -3,8 +3,10 @@
 A checkpoint is a directory ``<root>/<run key>/step-<N>/`` holding
 
 - ``model.safetensors``: the weights (safetensors; tied weights handled by ``save_model``),
-- ``trainer.pt``: optimizer and scheduler state dicts and the torch RNG states, only tensors and
-  plain containers of numbers, so it loads with ``torch.load(weights_only=True)``,
+- ``trainer.pt``: optimizer and scheduler state dicts and the torch RNG states of every process of
+  the run (one entry per rank: under ``accelerate launch`` / torchrun each process draws its own
+  dropout masks), only tensors and plain containers of numbers, so it loads with
+  ``torch.load(weights_only=True)``,
 - ``state.json``: the run key, the step, the remaining data order, the Python RNG state of the
   data order and the losses so far.
 
@@ -44,6 +46,21 @@ def run_key(parts: dict[str, Any], examples: list[tuple[list[int], list[bool]]],
     return h.hexdigest()[:20]
 
 
+def rng_state() -> dict[str, Any]:
+    """This process's torch RNG states: the CPU generator and, where there is CUDA, every visible device's."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 @dataclass
 class Resumed:
     """What a checkpoint restores besides the model and optimizer."""
@@ -78,13 +95,12 @@ class Checkpoints:
         return sorted(found, key=lambda p: int(p.name.split("-")[1]), reverse=True)
 
     def save(self, step: int, model, optimizer, scheduler, order: list[int], python_rng: tuple,
-             losses: list[float]) -> None:
+             losses: list[float], rng_states: list[dict[str, Any]]) -> None:
+        """Write checkpoint ``step``. ``rng_states``: :func:`rng_state` of every process, by rank
+        (one process saves the run; the optimizer state is the same in all of them)."""
         with atomic_path(self.dir / f"step-{step:08d}", directory=True) as tmp:
             save_model(model, str(tmp / "model.safetensors"))
-            trainer = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                       "torch_rng": torch.get_rng_state()}
-            if torch.cuda.is_available():
-                trainer["cuda_rng"] = torch.cuda.get_rng_state_all()
+            trainer = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_states}
             torch.save(trainer, tmp / "trainer.pt")
             version, internal, gauss = python_rng
             (tmp / "state.json").write_text(json.dumps({
@@ -94,14 +110,17 @@ class Checkpoints:
         for old in self.steps()[KEEP:]:
             shutil.rmtree(old, ignore_errors=True)
 
-    def load_latest(self, model, optimizer, scheduler, restore_rng: bool = True) -> Resumed | None:
-        """Load the newest readable checkpoint into model/optimizer/scheduler; None if there is none."""
+    def load_latest(self, model, optimizer, scheduler, rank: int = 0) -> Resumed | None:
+        """Load the newest readable checkpoint into model/optimizer/scheduler and restore process
+        ``rank``'s RNG states; None if there is none. (The run key counts the processes, so a
+        checkpoint holds one RNG entry per rank of the run that reads it.)"""
         for path in self.steps():
             try:
                 state = json.loads((path / "state.json").read_text())
                 if state["key"] != self.key:
                     continue
                 trainer = torch.load(path / "trainer.pt", weights_only=True, map_location="cpu")
+                rng = trainer["rng"][rank]
                 load_model(model, str(path / "model.safetensors"), device=str(next(model.parameters()).device))
             except Exception as err:  # a damaged checkpoint is skipped, never fatal: the older one is tried
                 print(f"checkpoint {path}: unreadable ({type(err).__name__}: {err}); trying an older one",
@@ -109,10 +128,7 @@ class Checkpoints:
                 continue
             optimizer.load_state_dict(trainer["optimizer"])
             scheduler.load_state_dict(trainer["scheduler"])
-            if restore_rng:
-                torch.set_rng_state(trainer["torch_rng"])
-                if "cuda_rng" in trainer and torch.cuda.is_available():
-                    torch.cuda.set_rng_state_all(trainer["cuda_rng"])
+            set_rng_state(rng)
             version, internal, gauss = state["python_rng"]
             return Resumed(state["step"], state["order"], (version, tuple(internal), gauss), state["losses"])
         return None

@@ -20,7 +20,8 @@ nanoGPT-style loop, readable in one sitting:
   every effective batch (DDP averages gradients; the loss is scaled so the result is still the
   per-token mean over the whole batch).
 - Checkpoints every ``checkpoint_every`` steps (sert/checkpoint.py) with optimizer, scheduler,
-  RNG and data-order state; a rerun resumes from the latest one and ends with the same weights.
+  data-order state and every process's RNG state; a rerun with the same number of processes
+  resumes from the latest one and ends with the same weights.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from __future__ import annotations
 import math
 import os
 import random
+import signal
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -36,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sert.checkpoint import Checkpoints, run_key
+from sert.checkpoint import Checkpoints, rng_state, run_key
 from sert.config import TrainConfig
 from sert.errors import ParamsError
 from sert.io import write_text
@@ -224,10 +227,35 @@ def write_loss_curve(path: Path, losses: list[float]) -> None:
     write_text(path, "step,loss\n" + "".join(f"{i},{loss:.6g}\n" for i, loss in enumerate(losses, 1)))
 
 
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal the kernel sends this process when its parent exits (linux/prctl.h)."""
+
+
+def die_with_launcher() -> None:
+    """In a worker of torchrun or ``accelerate launch`` (both set TORCHELASTIC_RUN_ID), have Linux
+    SIGKILL this process when its launcher exits. The launcher starts each worker in a session of
+    its own and passes SIGINT and SIGTERM on, but a launcher killed with SIGKILL passes nothing on:
+    its workers would go on training, orphaned, and race a rerun for the same checkpoints and
+    outputs. Elsewhere (one process, another launcher, not Linux) this does nothing."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        print(f"warning: prctl(PR_SET_PDEATHSIG) failed ({os.strerror(ctypes.get_errno())}): this process "
+              "outlives a killed launcher", file=sys.stderr)
+    elif os.getppid() == 1:  # the launcher died before the request: nothing will send the signal
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def make_accelerator(device: str, section: str = "train"):
     """An ``accelerate.Accelerator`` for ``device``; mixed precision is our own autocast (see below).
-    ``section``: the params section the config came from, for the error's key."""
+    ``section``: the params section the config came from, for the error's key. A worker of a
+    multi-process launch dies with its launcher (:func:`die_with_launcher`)."""
     from accelerate import Accelerator
+
+    die_with_launcher()
 
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     if device == "cuda" and not torch.cuda.is_available():
@@ -259,6 +287,8 @@ def train_causal_lm(
     (``sert.config.TrainConfig``); what is checked here depends on the machine, and the errors
     name ``section`` (``pretrain`` for the tiny student's pretraining).
     """
+    from accelerate.utils import gather_object
+
     if not examples:
         raise ValueError("no training examples")
     accelerator = make_accelerator(cfg.device, section)
@@ -286,8 +316,7 @@ def train_causal_lm(
         if accelerator.is_main_process:
             ckpt.prepare()
         accelerator.wait_for_everyone()
-        # Exact resumption holds for one process; with several, each keeps its own RNG stream.
-        resumed = ckpt.load_latest(model, optimizer, scheduler, restore_rng=world == 1)
+        resumed = ckpt.load_latest(model, optimizer, scheduler, rank=rank)
         if resumed is not None:
             start, order, losses = resumed.step, resumed.order, resumed.losses
             rng.setstate(resumed.python_rng)
@@ -333,9 +362,11 @@ def train_causal_lm(
             bar.update()
             done = step + 1
             if ckpt is not None and (done % cfg.checkpoint_every == 0 or done == total):
+                # Every process's torch RNG (its own dropout masks), gathered to the one that saves.
+                states = gather_object([rng_state()])
                 if accelerator.is_main_process:
                     ckpt.save(done, accelerator.unwrap_model(loss_module).model, optimizer, scheduler, order,
-                              rng.getstate(), losses)
+                              rng.getstate(), losses, states)
                 accelerator.wait_for_everyone()
     model.eval()
     return losses

@@ -45,13 +45,13 @@ def main(params: Path = ParamsOption) -> None:
             on_step=LiveLossCurve(paths.PRETRAIN_CURVE),  # the curve so far, while pretraining runs
             section="pretrain",
         )
-        if not is_main_process():  # `accelerate launch`: one process writes the outputs
-            return
-        write_loss_curve(paths.PRETRAIN_CURVE, losses)
         metrics.update(pretrain_loss=final_loss(losses), steps=cfg.steps, documents=len(docs))
     else:
         model, tokenizer = load_student(p.student.model, p.student.trust_remote_code)
-        write_loss_curve(paths.PRETRAIN_CURVE, [])  # no pretraining: an empty curve (the out must exist)
+        losses = []  # no pretraining: an empty curve (the out must exist)
+    if not is_main_process():  # `accelerate launch`: one process writes the outputs
+        return
+    write_loss_curve(paths.PRETRAIN_CURVE, losses)
     metrics["parameters"] = sum(t.numel() for t in model.parameters())
     with atomic_path(paths.BASE_MODEL, directory=True) as tmp:
         save_student(model, tokenizer, tmp)

@@ -132,9 +132,12 @@ def is_params_key(key: str) -> bool:
 
 
 def sert_arguments(words: list[str]) -> list[str] | None:
-    """What follows the ``sert`` command in ``words`` (also as ``python -m stages.cli``), else None."""
+    """What follows the ``sert`` command in ``words`` (also as ``python -m stages.cli``, and as the
+    program of ``torchrun ... --no-python sert``), else None."""
     if words and words[0] == "sert":
         return words[1:]
+    if "--no-python" in words and words[words.index("--no-python") + 1:][:1] == ["sert"]:
+        return words[words.index("--no-python") + 2:]
     if "stages.cli" in words and words[words.index("stages.cli") - 1] == "-m":
         return words[words.index("stages.cli") + 1:]
     return None
@@ -145,6 +148,8 @@ def test_the_docs_show_commands():
     commands = [words for _, words in shown_commands()]
     assert ["sweep", "run", "0", "1", "2", "--param", "train.seed"] in [sert_arguments(w) for w in commands]
     assert ["train-sert"] in [sert_arguments(w) for w in commands]  # python -m stages.cli, under accelerate
+    assert ["train", "finetune"] in [sert_arguments(w) for w in commands if "torchrun" in w]
+    assert ["dvc", "commit", "-f", "train@finetune"] in commands
     assert ["dvc", "exp", "run", "-S", "sert.rounds=3"] in commands
     assert sum(1 for w in commands if w[:3] == ["dvc", "exp", "run"]) >= 10
 
@@ -167,6 +172,15 @@ def test_shown_sert_commands_exist():
             for i, word in enumerate(args[:-1]):
                 if word == "--param":
                     assert is_params_key(args[i + 1]), f"{page}: {args[i + 1]} in {shlex.join(words)}"
+
+
+def test_shown_dvc_commits_name_real_stages():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    names = {f"{name}@{key}" for name, stage in stages.items() for key in stage.get("foreach", {})} | set(stages)
+    for page, words in shown_commands():
+        if words[:2] == ["dvc", "commit"]:
+            targets = [w for w in words[2:] if not w.startswith("-")]
+            assert targets and set(targets) <= names, f"{page}: {shlex.join(words)}"
 
 
 def test_shown_experiments_set_real_params_keys():
