@@ -75,7 +75,7 @@ UNPUBLISHED = {
                         "max_retries": 6, "backoff_base": 1.0, "backoff_max": 60.0, "max_requests": None,
                         "max_tokens_total": None, "cache": "teacher.sqlite"}},
     "train": {"grad_accum": 1, "length_grouping": False, "precision": "auto", "device": "auto", "checkpoint_every": 0},
-    "evaluate": {"min_reasoning_words": 3, "severe_rep2": 0.5, "precision": "auto"},
+    "evaluate": {"min_reasoning_words": 3, "severe_rep2": 0.5, "precision": "auto", "device": "auto"},
     "judge": {"enabled": False, "model": None, "variants": [], "max_outputs": None, "template": DEFAULT_JUDGE_TEMPLATE,
               "system": None, "temperature": 0.0, "max_tokens": 256, "max_failed_share": 0.05,
               "api": {"base_url": None, "api_key_env": "OPENAI_API_KEY", "endpoint": "chat", "concurrency": 8,
