@@ -258,8 +258,12 @@ def start(args) -> int:
     if state and pid_alive(state.get("runner_pid")) and not state.get("finished"):
         print(f"start: a run is already going (pid {state['runner_pid']})")
         return 0
-    if state.get("finished") and all(s["status"] == "done" for s in state["stages"].values()):
-        print("start: every stage is done already")
+    if state.get("finished") and not args.retry:
+        counts = {}
+        for s in state["stages"].values():
+            counts[s["status"]] = counts.get(s["status"], 0) + 1
+        print(f"start: the run has finished ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "
+              "--retry reruns what is not done")
         return 0
     argv = [sys.executable, str(Path(__file__).resolve()), "run", "--work", str(work), "--data", args.data,
             "--preset", args.preset, "--jobs", str(args.jobs), "--dvc-yaml", args.dvc_yaml,
@@ -553,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="another override (YAML value)")
         p.add_argument("--jobs", type=int, default=8, help="stages at a time")
         p.add_argument("--dvc-yaml", default=str(REPO / "dvc.yaml"))
+        if name == "start":
+            p.add_argument("--retry", action="store_true", help="rerun a finished run's failed and skipped stages")
     p = sub.add_parser("wait")
     p.add_argument("--work", required=True)
     p.add_argument("--until", required=True, help="epoch seconds to stop waiting at")

@@ -67,7 +67,8 @@ state=${SERT_GPU_STATE:-/tmp/sert-gpu}
 out=${OUT:-$state/out}
 inbox=$state/inbox site=$state/site work=$state/work
 mkdir -p "$inbox" "$site" "$work" "$out"
-exec > >(tee -a "$out/call.log") 2>&1
+
+call() {
 echo "gpu_protocol: $(date -u +%FT%TZ), state $state, out $out, wait until +${until_s} s"
 export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 
@@ -141,4 +142,8 @@ rc=$?
 python3 benchmarks/gpu_protocol.py collect --work "$work" --out "$out" > /dev/null
 head -60 "$out/summary.md"
 echo "gpu_protocol: $(( $(date +%s) - t0 )) s this call; files in $out: $(ls "$out" | tr '\n' ' ')"
-exit $rc
+return $rc
+}
+
+call 2>&1 | tee -a "$out/call.log"
+exit "${PIPESTATUS[0]}"
