@@ -331,4 +331,5 @@ def test_tiny_protocol_on_cpu_end_to_end(tmp_path):
     timings = json.loads((tmp_path / "out" / "timings.json").read_text())
     assert timings["finished"] and all(s["status"] == "done" for s in timings["stages"].values())
     assert set(timings["eval"]) == {"base", "finetune", "sert", "rd", "sert_rd", "teacher"}
-    assert "| variant |" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert report.startswith("# SERT results") and "| SERT+RD |" in report
