@@ -184,9 +184,8 @@ def prepare_work(work: Path, data: Path, preset: str, overrides: dict) -> None:
 
 
 # -- run --------------------------------------------------------------------------------------------
-def log(work: Path, message: str) -> None:
-    line = f"[{time.strftime('%H:%M:%S')}] {message}"
-    print(line, flush=True)
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def run(args) -> int:
@@ -208,7 +207,7 @@ def run(args) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
            "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": os.environ.get("TQDM_MININTERVAL", "10")}
     running: dict[str, tuple[subprocess.Popen, object]] = {}
-    log(work, f"run {state['runs']}: {args.preset}, {sum(s['status'] == 'done' for s in state['stages'].values())} "
+    log(f"run {state['runs']}: {args.preset}, {sum(s['status'] == 'done' for s in state['stages'].values())} "
               f"of {len(stages)} stages done before, up to {args.jobs} at a time, in {work / 'sert'}")
     failed = False
     while True:
@@ -217,7 +216,7 @@ def run(args) -> int:
             if s["status"] == "pending" and any(status[a] in ("failed", "skipped") for a in stages[name]["after"]):
                 s["status"] = "skipped"
                 status[name] = "skipped"
-                log(work, f"skip {name}: an upstream stage failed")
+                log(f"skip {name}: an upstream stage failed")
         ready = [n for n in stages if status[n] == "pending" and all(status[a] == "done" for a in stages[n]["after"])]
         for name in ready[: max(0, args.jobs - len(running))]:
             handle = open(work / "logs" / f"{name}.log", "w", encoding="utf-8")
@@ -225,7 +224,7 @@ def run(args) -> int:
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             running[name] = (proc, handle)
             state["stages"][name].update(status="running", start=time.time(), pid=proc.pid)
-            log(work, f"start {name}: {stages[name]['cmd']}")
+            log(f"start {name}: {stages[name]['cmd']}")
             write_state(work, state)
         if not running:
             break
@@ -240,13 +239,14 @@ def run(args) -> int:
             s.update(status="done" if rc == 0 else "failed", end=time.time(), rc=rc)
             s["seconds"] = round(s["end"] - s["start"], 1)
             failed |= rc != 0
-            log(work, f"{'done' if rc == 0 else 'FAILED'} {name} in {s['seconds']} s"
+            log(f"{'done' if rc == 0 else 'FAILED'} {name} in {s['seconds']} s"
                       + ("" if rc == 0 else f" (exit {rc}; {work / 'logs' / (name + '.log')})"))
             write_state(work, state)
     state["finished"] = time.time()
     write_state(work, state)
     done = sum(s["status"] == "done" for s in state["stages"].values())
-    log(work, f"finished: {done} of {len(stages)} stages done, {time.time() - state['started']:.0f} s since the first run began")
+    log(f"finished: {done} of {len(stages)} stages done, "
+        f"{time.time() - state['started']:.0f} s since the first run began")
     return 1 if failed or done < len(stages) else 0
 
 
@@ -453,7 +453,8 @@ def summary(work: Path, env: dict | None) -> tuple[str, dict]:
                          f"{m.get('length')} | {m.get('repetition')} |")
         lines.append("")
     if env:
-        lines += ["Environment: " + json.dumps({k: env.get(k) for k in ("python", "torch", "cuda", "gpu", "packages")}), ""]
+        keys = ("python", "torch", "cuda", "gpu", "packages")
+        lines += ["Environment: " + json.dumps({k: env.get(k) for k in keys}), ""]
     return "\n".join(lines), result
 
 
@@ -500,7 +501,8 @@ def environment() -> dict:
         try:
             importlib.import_module(name)
         except Exception as err:  # noqa: BLE001 (any failure to import is what we report)
-            info["packages"][name] = None if isinstance(err, ImportError) else f"error: {type(err).__name__}: {err}"[:200]
+            info["packages"][name] = (None if isinstance(err, ImportError)
+                                      else f"error: {type(err).__name__}: {err}"[:200])
             continue
         try:
             info["packages"][name] = importlib.metadata.version(distributions.get(name, name))
