@@ -488,6 +488,8 @@ class EvalConfig:
     precision: Literal[PRECISIONS] = "auto"
     """Weights and activations of the evaluated model: ``fp32``, ``bf16`` or ``auto`` (bf16 where the
     device computes it natively, else fp32)."""
+    device: Str = "auto"
+    """Device the evaluated model runs on: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``..."""
 
 
 @config_class

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from sert.config import EvalConfig
+from sert.errors import ParamsError
 from sert.evaluation import score
 from sert.formats import fill_prompt
 from sert.io import read_json
 from sert.modeling import for_inference
-from sert.samplers import generate_greedy
+from sert.samplers import generate_greedy, resolve_device
 from sert.tasks import Example, Task
 
 
@@ -23,8 +26,11 @@ def evaluate_model(model, tokenizer, task: Task, examples: list[Example], templa
                    desc: str = "evaluate") -> tuple[list[dict], dict]:
     """Greedy outputs for ``examples`` prompted with ``template`` (in ``cfg.precision``, at most
     ``cfg.max_new_tokens`` each, ``cfg.batch_size`` questions per batch), scored: the per-question
-    records and the metrics with their 95% intervals."""
-    model = for_inference(model, cfg.precision, "evaluate")
+    records and the metrics with their 95% intervals. The model is moved to ``cfg.device``."""
+    device = resolve_device(cfg.device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ParamsError(f"evaluate.device: {cfg.device!r} but CUDA is not available; use auto or cpu")
+    model = for_inference(model.to(device), cfg.precision, "evaluate")
     generations = generate_greedy(model, tokenizer, [fill_prompt(template, ex.question) for ex in examples],
                                   cfg.max_new_tokens, cfg.batch_size, desc=desc)
     return score(task, examples, generations, cfg)

