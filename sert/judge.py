@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from sert.api import ApiClient, Failure, RequestFailed, failure_summary, request_body, request_key, run_jobs
 from sert.cache import ResponseCache
 from sert.config import JudgeConfig
+from sert.stats import bootstrap_mean, rounded
 
 CRITERIA = ("coherence", "relevance", "logical_consistency", "completeness")
+CRITERIA_LABELS = {"coherence": "Coherence", "relevance": "Relevance",
+                   "logical_consistency": "Logical consistency", "completeness": "Completeness"}
 _NAMES = {"coherence": r"coheren(?:ce|t)", "relevance": r"relevan(?:ce|t)",
           "logical_consistency": r"logical(?:[\s_-]*consistency)?", "completeness": r"complete(?:ness)?"}
 # "Coherence (0-10): 8" must not read the 0 of the scale: drop scale mentions before parsing.
@@ -65,6 +68,8 @@ def _aggregate(scored: list[dict], n: int, failed: int) -> dict:
         means = {c: sum(s[c] for s in scored) / len(scored) for c in CRITERIA}
         out["mean"] = {c: round(v, 3) for c, v in means.items()}
         out["overall"] = round(sum(means.values()) / len(CRITERIA), 3)
+        # 95% percentile bootstrap over the scored outputs of each one's mean of the four criteria.
+        out["overall_ci"] = rounded(bootstrap_mean([sum(s[c] for c in CRITERIA) / len(CRITERIA) for s in scored]))
         # Score distribution per criterion: counts of each integer score 0..10 (rounded half up).
         out["distribution"] = {c: [sum(1 for s in scored if int(s[c] + 0.5) == k) for k in range(11)]
                                for c in CRITERIA}
@@ -117,3 +122,4 @@ class Judge:
                    "failed": len(failures), "failure_reasons": failure_summary(failures),
                    "usage": self.client.usage.to_json()}
         return records, metrics
+

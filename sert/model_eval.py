@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from sert import paths
 from sert.config import EvalConfig
 from sert.errors import ParamsError
 from sert.evaluation import score
@@ -39,5 +40,5 @@ def evaluate_model(model, tokenizer, task: Task, examples: list[Example], templa
 def not_trained_reason(model_dir: str | Path) -> str | None:
     """Why the variant at ``model_dir`` was not trained (its ``not_trained.json``, written by
     ``sert.variants.write_not_trained``), or None for a model."""
-    marker = Path(model_dir) / "not_trained.json"
+    marker = Path(model_dir) / paths.NOT_TRAINED
     return str(read_json(marker)["reason"]) if marker.is_file() else None

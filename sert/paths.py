@@ -96,7 +96,11 @@ def confusion(variant: str) -> Path:
     return CONFUSION / f"{variant}.json"
 
 
+NOT_TRAINED = "not_trained.json"
+"""File name of the marker a variant that was not trained holds instead of a model."""
+
+
 def not_trained(variant: str) -> Path:
     """``models/<variant>/not_trained.json``: the one file of a variant that was not trained
     (``{"variant", "reason"}``), in place of the model."""
-    return model(variant) / "not_trained.json"
+    return model(variant) / NOT_TRAINED

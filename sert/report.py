@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from xml.sax.saxutils import escape
 
+from sert.judge import CRITERIA, CRITERIA_LABELS
 from sert.compare import ALPHA, PAIRS, paired_reading, paper_comparisons, paper_reading
 from sert.published import Published
 from sert.stats import N_RESAMPLES
@@ -71,7 +72,7 @@ def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict,
                     published: dict[str, Published] | None, figure: str | None = None,
                     teacher_eval: dict | None = None, teacher_published: Published | None = None,
                     comparisons: dict[str, dict] | None = None, published_n: int | None = None,
-                    predictions: dict[str, list[dict]] | None = None) -> str:
+                    predictions: dict[str, list[dict]] | None = None, judge: dict | None = None) -> str:
     """metrics/report.md: results table (with the paper's column when a published run or the
     paper's teacher row matches), the paired comparisons, the paper's differences against noise,
     the figure, the filter funnel and the teacher.
@@ -82,7 +83,7 @@ def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict,
     metrics/compare.json (``sert.compare.compare_variants``); ``published_n`` the paper's test
     questions for this task (``sert.published.published_test_size``); ``predictions`` the per-question
     records of data/predictions/<variant>.jsonl, for the answers each variant gives and the
-    majority-class baseline."""
+    majority-class baseline; ``judge`` metrics/judge.json, for the judge's section."""
     paper = bool(published or teacher_published)
     lines = [
         f"# SERT results: task `{task}`, student `{model}`",
@@ -156,7 +157,34 @@ def render_markdown(task: str, model: str, evals: dict[str, dict], funnel: dict,
     if teacher.get("backend") == "none":
         summary = "None (`teacher.backend: none`): no rationales, so the distillation variants are not trained."
     lines += ["", "## Teacher", "", summary, ""]
+    if judge is not None:
+        lines += judge_markdown(judge) + [""]
     return "\n".join(lines)
+
+
+def judge_markdown(metrics: dict) -> list[str]:
+    """The report's judge section from metrics/judge.json: per variant the outputs scored, the mean
+    of each criterion and the overall mean with its 95% bootstrap interval, and what failed."""
+    lines = ["## LLM judge", ""]
+    if not metrics.get("enabled"):
+        return lines + ["Off (`judge.enabled: false`): no output was sent to a judge."]
+    lines += [f"Judge `{metrics.get('model')}`, scores 0-10 per output (`data/judge.jsonl`); Overall is the mean "
+              "of the four criteria, in brackets its 95% percentile bootstrap interval over the scored outputs.",
+              "", "| method | scored / judged | " + " | ".join(CRITERIA_LABELS.values()) + " | Overall |",
+              "|---|---|" + "---|" * (len(CRITERIA) + 1)]
+    for variant, m in metrics.get("variants", {}).items():
+        if m.get("scored"):
+            ci = m.get("overall_ci")
+            overall = f"{m['overall']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+            cells = [f"{m['mean'][c]:.2f}" for c in CRITERIA] + [overall]
+        else:
+            cells = ["-"] * (len(CRITERIA) + 1)
+        lines.append(f"| {label(variant)} | {m.get('scored', 0)} / {m.get('n', 0)} | " + " | ".join(cells) + " |")
+    if metrics.get("failed"):
+        reasons = "; ".join(f"{n} x {r}" for r, n in metrics.get("failure_reasons", {}).items())
+        lines += ["", f"Not scored: {metrics['failed']} of {metrics.get('n')} outputs ({reasons}); a failure is "
+                      "left out of the means, never counted as a zero."]
+    return lines
 
 
 def majority_class(records: list[dict]) -> tuple[str, int, int]:

@@ -1,6 +1,7 @@
 """report: the Table II-style report (metrics/report.md with its figure metrics/report.svg),
 the paired comparisons (metrics/compare.json) and the DVC plot data under metrics/plots/. Each
-number it reads keeps its one home (metrics/eval/*.json, metrics/filter.json, metrics/teacher.json):
+number it reads keeps its one home (metrics/eval/*.json, metrics/filter.json, metrics/teacher.json,
+metrics/judge.json):
 the report copies none of them into a metrics file of its own, so `dvc exp show` lists each once."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from stages.common import ParamsOption, load_params, stage
 @stage
 def main(params: Path = ParamsOption) -> None:
     """Collect metrics/eval/*.json (the variants and the teacher's row), metrics/filter.json,
-    metrics/teacher.json and the predictions into the report, its figure, the paired comparisons
+    metrics/teacher.json, metrics/judge.json and the predictions into the report, its figure, the paired comparisons
     (metrics/compare.json, from the per-question predictions) and the plot data (funnel,
     per-variant metrics, confusion pairs)."""
     p = load_params(params)
@@ -41,7 +42,7 @@ def main(params: Path = ParamsOption) -> None:
     markdown = render_markdown(p.task.name, p.student.model, evals, funnel, teacher, published, figure="report.svg",
                                teacher_eval=teacher_eval, teacher_published=published_teacher(p.task.name),
                                comparisons=comparisons, published_n=published_test_size(p.task.name),
-                               predictions=predictions)
+                               predictions=predictions, judge=read_json(paths.JUDGE_METRICS))
     if len(rounds) > 1:  # iterated SERT: the per-round table, and the curve under the figure
         figure = stack_svg(figure, rounds_svg(rounds))
         markdown += "\n" + rounds_markdown(rounds)

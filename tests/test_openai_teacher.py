@@ -19,6 +19,7 @@ from openai_server import judge_scores, kill_part_way
 from sert.api import request_key
 from sert.config import ApiConfig
 from sert.judge import CRITERIA, parse_scores
+from sert.report import judge_markdown
 from sert.tasks import TaskConfig, get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -296,6 +297,15 @@ def test_judge_scores_are_extracted_and_aggregated(project, fake, capsys):
             assert all(m["distribution"][c][k] == sum(e[c] == k for e in expected) for k in range(11))
     records = read_jsonl("data/judge.jsonl")
     assert len(records) == 12 and sum(r["scores"] is None for r in records) == 1
+    for variant, m in metrics["variants"].items():  # overall: the mean of the four, with its interval
+        assert m["overall"] == pytest.approx(sum(m["mean"].values()) / 4, abs=2e-3)
+        assert m["overall_ci"][0] <= m["overall"] <= m["overall_ci"][1]
+    section = "\n".join(judge_markdown(metrics))
+    assert section.startswith("## LLM judge") and "Judge `judge-model`" in section
+    rd = metrics["variants"]["rd"]
+    assert (f"| RD | 5 / 6 | {rd['mean']['coherence']:.2f} |" in section
+            and f"{rd['overall']:.2f} [{rd['overall_ci'][0]:.2f}, {rd['overall_ci'][1]:.2f}] |" in section)
+    assert "Not scored: 1 of 12 outputs (1 x judge reply without all four scores)" in section
     fake.reset_log()
     assert run_stage("judge", capsys)[0] == 0 and fake.requests == []  # the unparseable reply is cached too
 

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, SHARED, run
+from sert.report import judge_markdown
 
 KEY_ENV = "SERT_REAL_SERVER_KEY"  # transformers serve checks no key; the client still sends one
 STRATEGYQA = SHARED / "data" / "strategyqa" / "task.json"
@@ -149,5 +150,9 @@ def test_judge_on_committed_real_predictions(served, tmp_path):
             assert set(record["scores"]) == {"coherence", "relevance", "logical_consistency", "completeness"}
             assert all(0 <= v <= 10 for v in record["scores"].values())
     assert metrics["failed"] == sum(r["scores"] is None for r in judged)
+    section = "\n".join(judge_markdown(metrics))  # the report's section from the same metrics
+    for variant, shown in (("base", "Base (zero-shot)"), ("sert", "SERT")):
+        assert f"| {shown} | {metrics['variants'][variant]['scored']} / 2 |" in section
+    assert (f"Not scored: {metrics['failed']} of 4 outputs" in section) == (metrics["failed"] > 0)
     again = stage(root, "judge")
     assert json.loads((root / "metrics/judge.json").read_text())["usage"]["requests_sent"] == 0, again.stdout

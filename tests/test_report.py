@@ -324,6 +324,7 @@ def report_workspace(root: Path, evals: dict, predictions: dict, task: str = "mo
     write_json(root / "metrics/teacher.json", TEACHER)
     write_json(root / "metrics/eval/teacher.json", TEACHER_EVAL)
     write_json(root / "metrics/rounds.json", {})
+    write_json(root / "metrics/judge.json", {"enabled": False})
 
 
 def test_report_stage_writes_the_report_and_the_comparisons(tmp_path, monkeypatch):
@@ -336,6 +337,7 @@ def test_report_stage_writes_the_report_and_the_comparisons(tmp_path, monkeypatc
     assert [(c["a"], c["b"]) for c in compare.values()] == list(PAIRS) and all(c["n"] == 8 for c in compare.values())
     md = Path("metrics/report.md").read_text()
     assert "## Paired comparisons" in md and "## Answers given" in md and "## Teacher" in md
+    assert "## LLM judge\n\nOff (`judge.enabled: false`)" in md
     assert not Path("metrics/summary.json").exists()  # every number has one home: metrics/eval, filter, teacher
 
 
