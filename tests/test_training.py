@@ -22,8 +22,8 @@ from sert.config import TrainConfig, parse_section
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sert.training import (IGNORE, LabelLoss, LiveLossCurve, collate, encode_documents, encode_segments,
-                           group_by_length, split_batch, train_causal_lm)
+from sert.training import (IGNORE, LabelLoss, LiveLossCurve, collate, collate_packed, encode_documents,
+                           encode_segments, group_by_length, pack, split_batch, train_causal_lm)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,6 +100,55 @@ def test_gradient_accumulation_matches_the_full_batch():
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-5, rtol=0), name
     assert any(not torch.equal(a[n], start[n]) for n in a)  # it trained
+
+
+@given(lengths=st.lists(st.integers(1, 64), min_size=1, max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_pack_puts_every_example_in_one_row_that_fits(lengths):
+    rows = pack(lengths, 64)
+    assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in row) <= 64 for row in rows)
+    # First fit: no two rows could be merged into one (each pair together exceeds the width).
+    totals = [sum(lengths[i] for i in row) for row in rows]
+    assert all(a + b > 64 for k, a in enumerate(totals) for b in totals[k + 1:])
+
+
+def test_collate_packed_keeps_each_example_to_itself():
+    batch = collate_packed([([5, 6, 7], [False, True, True]), ([8, 9], [True, True]), ([4, 3, 2, 1], [True] * 4)],
+                           pad_id=0, max_length=6)
+    assert batch["input_ids"].tolist() == [[4, 3, 2, 1, 8, 9], [5, 6, 7, 0, 0, 0]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 0, 1], [0, 1, 2, 0, 1, 2]]
+    # No loss on an example's first token (nothing of its own predicts it) nor on padding.
+    assert batch["labels"].tolist() == [[IGNORE, 3, 2, 1, IGNORE, 9], [IGNORE, 6, 7, IGNORE, IGNORE, IGNORE]]
+    assert "attention_mask" not in batch
+
+
+@pytest.mark.parametrize("model_name", ["gpt2", "llama"])
+def test_packed_batches_give_the_unpacked_loss_and_gradients(model_name):
+    """Packing changes only the matmul shapes: each example sees only itself, at its own
+    positions, so the label loss and its gradients equal the padded batch's up to float order."""
+    if model_name == "gpt2":
+        model = tiny_model()
+    else:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                             pad_token_id=0, bos_token_id=0, eos_token_id=0))
+    model.eval()
+    data = examples(12)
+    padded, packed = collate(data, 0, 64), collate_packed(data, 0, 64)
+    assert packed["input_ids"].numel() < padded["input_ids"].numel()  # the point: fewer positions
+    grads = []
+    for batch in (padded, packed):
+        model.zero_grad()
+        loss = LabelLoss(model)(**batch)
+        loss.backward()
+        grads.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    assert torch.allclose(grads[0][0], grads[1][0], rtol=1e-5)
+    for name, g in grads[0][1].items():
+        assert torch.allclose(g, grads[1][1][name], rtol=1e-4, atol=1e-6), name
 
 
 def test_split_batch_and_length_grouping_keep_every_example():
