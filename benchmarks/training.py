@@ -118,8 +118,12 @@ not do (``--trainer-clip`` keeps it): the same optimisation, so the two reach eq
 
 
 def engine_steps(model, examples, steps: int, counter=None) -> list[float]:
+    from accelerate.state import AcceleratorState
+
     from sert.config import TrainConfig
     from sert.training import train_causal_lm
+
+    AcceleratorState._reset_state(reset_partial_state=True)  # a Trainer run before set its own precision
 
     cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=3e-4, max_length=MAX_LENGTH, length_grouping=not PACKING,
                       packing=PACKING, device="cpu", precision=PRECISION)
