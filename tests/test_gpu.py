@@ -239,7 +239,7 @@ def test_runner_takes_the_stages_and_their_order_from_dvc_yaml():
     assert "base" in stages["sample"]["after"] and "sample" in stages["filter"]["after"]
     assert {"teacher", "train_sert"} <= set(stages["train@sert_rd"]["after"])
     assert {"base", "teacher"} <= set(stages["train@rd"]["after"]) and "train_sert" not in stages["train@rd"]["after"]
-    assert {f"evaluate@{v}" for v in ("base", "finetune", "sert", "rd", "sert_rd")} <= set(stages["report"]["after"])
+    assert {f"evaluate@{v}" for v in ("base", "finetune", "sert", "rd", "sert_rd")} | {"judge"} <= set(stages["report"]["after"])
     assert stages["train@finetune"]["cmd"] == "sert train finetune"
     assert gpu_protocol.argv_of("sert train finetune") == [sys.executable, "-m", "stages.cli", "train", "finetune"]
 

@@ -93,6 +93,7 @@ def test_two_rounds_train_evaluate_and_report(workdir):
             Path(f"data/predictions/{v}.jsonl").write_text(Path("data/predictions/sert.jsonl").read_text())
     write_json("metrics/teacher.json", {"backend": "oracle", "n": 4, "n_correct": 4, "accuracy": 1.0})
     write_json("metrics/eval/teacher.json", {"available": False, "reason": "not under test"})
+    write_json("metrics/judge.json", {"enabled": False})
     report.main(params=workdir)
     md = Path("metrics/report.md").read_text()
     assert "## Iterated SERT: per round" in md

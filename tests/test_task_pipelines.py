@@ -49,7 +49,7 @@ def test_task_runs_through_every_stage_on_the_tiny_student(name, tmp_path, monke
     runner = CliRunner()
     commands = [["prepare"], ["base"], ["sample"], ["filter"], ["teacher"], ["teacher-row"]]
     commands += [["train-sert"]] + [["train", v] for v in ("finetune", "rd", "sert_rd")]
-    commands += [["evaluate", v] for v in VARIANTS] + [["rounds"], ["report"]]
+    commands += [["evaluate", v] for v in VARIANTS] + [["rounds"], ["judge"], ["report"]]
     for command in commands:
         result = runner.invoke(app, command)
         assert result.exit_code == 0, f"{command}: {result.output}"
