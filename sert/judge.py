@@ -122,4 +122,3 @@ class Judge:
                    "failed": len(failures), "failure_reasons": failure_summary(failures),
                    "usage": self.client.usage.to_json()}
         return records, metrics
-

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from xml.sax.saxutils import escape
 
-from sert.judge import CRITERIA, CRITERIA_LABELS
 from sert.compare import ALPHA, PAIRS, paired_reading, paper_comparisons, paper_reading
+from sert.judge import CRITERIA, CRITERIA_LABELS
 from sert.published import Published
 from sert.stats import N_RESAMPLES
 from sert.svg import COLORS, color, document, label
