@@ -306,7 +306,7 @@ def test_two_seed_sweep_end_to_end(project, tmp_path):
     for args, message in [
         (["sweep", "show", "--prefix", "nope"], "error: no experiment named nope-seed<N> in dvc exp show"),
         (["sweep", "run", "2", "--param", "train.sed"], "error: --param train.sed: not a key of params.yaml"),
-        (["sweep", "run", "2", "--param", "train.lr"], "error: --param train.lr: params.yaml holds 0.001 there"),
+        (["sweep", "run", "2", "--param", "train.lr"], "error: --param train.lr: params.yaml holds 0.0003 there"),
         (["sweep", "run", "1", "--prefix", "tw"], "error: experiment tw-seed1 already exists"),
     ]:
         bad = run(["sert", *args], work, check=False)
