@@ -67,9 +67,10 @@ def launch(args: list[str], cwd: Path, **extra) -> subprocess.CompletedProcess:
 
 
 def set_train(project: Path, **values) -> None:
-    """Change the copy's ``train`` params; always on CPU (gloo) in fp32, whatever the machine has."""
+    """Change the copy's ``train`` params; always on CPU (gloo) in fp32, whatever the machine has, and
+    at lr 1e-3, whatever the default, so that training moves the weights well past ``ROUNDING``."""
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["train"].update(device="cpu", precision="fp32", **values)
+    params["train"].update(device="cpu", precision="fp32", lr=1e-3, **values)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
