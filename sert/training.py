@@ -125,9 +125,14 @@ def collate_packed(examples: list[TrainExample], pad_id: int, max_length: int) -
     from 0 and no attention mask, so that transformers' packed-sequence masking (a new sequence
     wherever the positions restart) keeps every example to itself. The padding after a row's last
     example is one more such sequence, with no loss; so is each example's first token, which
-    nothing predicts."""
+    nothing predicts.
+
+    Rows are as wide as the batch's longest example, not ``max_length``: attention runs over a
+    row's full width, so many narrow rows cost less than a few wide ones holding the same tokens
+    (the tiny pretraining's batches: 16 rows of 46 instead of 6 of 127, 10% less time per step)."""
     cut = [(ids[:max_length], mask[:max_length]) for ids, mask in examples]
-    rows = pack([len(ids) for ids, _ in cut], max_length)
+    lengths = [len(ids) for ids, _ in cut]
+    rows = pack(lengths, max(lengths))
     width = max(sum(len(cut[i][0]) for i in row) for row in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)

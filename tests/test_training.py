@@ -171,12 +171,15 @@ def test_pack_puts_every_example_in_one_row_that_fits(lengths):
 
 
 def test_collate_packed_keeps_each_example_to_itself():
-    batch = collate_packed([([5, 6, 7], [False, True, True]), ([8, 9], [True, True]), ([4, 3, 2, 1], [True] * 4)],
-                           pad_id=0, max_length=6)
-    assert batch["input_ids"].tolist() == [[4, 3, 2, 1, 8, 9], [5, 6, 7, 0, 0, 0]]
-    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 0, 1], [0, 1, 2, 0, 1, 2]]
+    batch = collate_packed([([5, 6, 7], [False, True, True]), ([8, 9], [True, True]), ([4, 3, 2, 1], [True] * 4),
+                            ([6], [True])], pad_id=0, max_length=6)
+    # Rows as wide as the longest example (4), not max_length (6).
+    assert batch["input_ids"].tolist() == [[4, 3, 2, 1], [5, 6, 7, 6], [8, 9, 0, 0]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3], [0, 1, 2, 0], [0, 1, 0, 1]]
     # No loss on an example's first token (nothing of its own predicts it) nor on padding.
-    assert batch["labels"].tolist() == [[IGNORE, 3, 2, 1, IGNORE, 9], [IGNORE, 6, 7, IGNORE, IGNORE, IGNORE]]
+    assert batch["labels"].tolist() == [[IGNORE, 3, 2, 1], [IGNORE, 6, 7, IGNORE], [IGNORE, 9, IGNORE, IGNORE]]
+    long = collate_packed([([1] * 9, [True] * 9), ([2, 3], [True, True])], pad_id=0, max_length=6)
+    assert long["input_ids"].tolist() == [[1] * 6, [2, 3, 0, 0, 0, 0]]  # cut to max_length first
     assert "attention_mask" not in batch
 
 
