@@ -15,9 +15,7 @@ import typer
 from sert import paths
 from sert.errors import DataError
 from sert.io import read_json, write_json
-from sert.modeling import load_student
 from sert.tasks import get_task
-from sert.model_eval import evaluate_model
 from stages.common import ParamsOption, load_params, read_examples, stage
 
 
@@ -36,6 +34,10 @@ def main(params: Path = ParamsOption) -> None:
         if s["round"] == len(stats):
             metrics = read_json(paths.eval_metrics("sert"))
         else:
+            # Imported here: transformers costs ~4 s of imports, which a one-round run never needs.
+            from sert.model_eval import evaluate_model
+            from sert.modeling import load_student
+
             model, tokenizer = load_student(paths.ROUNDS / f"round-{s['round']}", p.student.trust_remote_code)
             metrics = evaluate_model(model, tokenizer, task, examples, p.prompts.train,
                                      p.evaluate, desc=f"evaluate sert round {s['round']}")[1]
