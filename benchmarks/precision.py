@@ -76,13 +76,13 @@ def write_curves(name: str, curves: dict[str, list[float]]) -> None:
 
 
 def tiny(steps: int) -> dict:
-    from sert.modeling import build_tiny_model, train_tokenizer
+    from sert.modeling import build_tiny_model, tiny_tokenizer
     from sert.tasks import get_task
 
     cfg = TinyConfig()
     task = get_task(TaskConfig())
     docs = task.pretraining_corpus(random.Random(0), cfg.documents, cfg.worked_fraction, cfg.fact_fraction, set())
-    tokenizer = train_tokenizer(["".join(t for t, _ in d) for d in docs], cfg.vocab_size)
+    tokenizer = tiny_tokenizer(task, docs, cfg.vocab_size)
     examples = encode_documents(tokenizer, docs)
     start = build_tiny_model(cfg, tokenizer)
     curves, seconds = {}, {}

@@ -45,9 +45,10 @@ def main() -> None:
     cfg = p.pretrain
     splits = {split: read_examples(paths.PREPARED / f"{split}.jsonl") for split in ("train", "test")}
     held_out = {ex.question for examples in splits.values() for ex in examples}
-    docs = get_task(p.task).pretraining_corpus(random.Random(cfg.seed), cfg.documents, cfg.worked_fraction,
-                                               cfg.fact_fraction, held_out, splits["train"])
-    tokenizer = train_tokenizer(["".join(text for text, _ in doc) for doc in docs], cfg.vocab_size)
+    task = get_task(p.task)
+    docs = task.pretraining_corpus(random.Random(cfg.seed), cfg.documents, cfg.worked_fraction,
+                                   cfg.fact_fraction, held_out, splits["train"])
+    tokenizer = tiny_tokenizer(task, docs, cfg.vocab_size)
     examples = encode_documents(tokenizer, docs)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, {torch.get_num_threads()} thread(s); load {os.getloadavg()}")

@@ -44,7 +44,7 @@ def child(only: list[str]) -> dict:
     import torch
 
     from sert.config import SampleConfig, TaskConfig, TinyConfig, TrainConfig
-    from sert.modeling import build_tiny_model, load_student, train_tokenizer
+    from sert.modeling import build_tiny_model, load_student, tiny_tokenizer
     from sert.samplers import generate_greedy, sample_latent_paths
     from sert.tasks import get_task
     from sert.training import encode_segments, prompt_target, train_causal_lm
@@ -73,7 +73,7 @@ def child(only: list[str]) -> dict:
         task = get_task(TaskConfig())
         cfg = TinyConfig()
         docs = task.pretraining_corpus(random.Random(0), 4000, cfg.worked_fraction, cfg.fact_fraction, set())
-        tokenizer = train_tokenizer(["".join(t for t, _ in d) for d in docs], cfg.vocab_size)
+        tokenizer = tiny_tokenizer(task, docs, cfg.vocab_size)
         model = build_tiny_model(cfg, tokenizer)
         questions = [ex.question for ex in task.load()["train"][:100]]
         prompts = [(f"q{i}", f"Question: {q}\nAnswer:") for i, q in enumerate(questions)]

@@ -11,7 +11,7 @@ import typer
 
 from sert import paths
 from sert.io import atomic_path, write_json
-from sert.modeling import build_tiny_model, load_student, save_student, train_tokenizer
+from sert.modeling import build_tiny_model, load_student, save_student, tiny_tokenizer
 from sert.tasks import get_task
 from sert.config import TrainConfig
 from sert.training import LiveLossCurve, encode_documents, final_loss, is_main_process, train_causal_lm, write_loss_curve
@@ -32,7 +32,7 @@ def main(params: Path = ParamsOption) -> None:
         held_out = {ex.question for examples in splits.values() for ex in examples}
         docs = task.pretraining_corpus(random.Random(cfg.seed), cfg.documents, cfg.worked_fraction,
                                        cfg.fact_fraction, held_out, splits["train"])
-        tokenizer = train_tokenizer(["".join(text for text, _ in doc) for doc in docs], cfg.vocab_size)
+        tokenizer = tiny_tokenizer(task, docs, cfg.vocab_size)
         model = build_tiny_model(cfg, tokenizer)
         examples = encode_documents(tokenizer, docs)
         losses = train_causal_lm(

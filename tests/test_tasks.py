@@ -108,6 +108,33 @@ def test_corpus_mixture_and_held_out_questions(modsum):
     assert all(not d[0][1] and d[1][1] for d in questions)
 
 
+def test_tiny_tokenizer_spells_the_teachers_words_whole_and_the_corpus_as_before(modsum):
+    """The teacher's words (the step-by-step opener, the oracle's opening) are one token each;
+    every corpus document splits into the same token strings as with a corpus-only tokenizer."""
+    from sert.config import STEP_BY_STEP, PromptConfig, TinyConfig
+    from sert.formats import distill_text
+    from sert.modeling import tiny_tokenizer, train_tokenizer
+    from sert.tasks.modsum import ORACLE_OPENING
+
+    docs = modsum.pretraining_corpus(random.Random(0), 3000, 0.3, 0.5, set())
+    vocab_size = TinyConfig().vocab_size
+    tiny = tiny_tokenizer(modsum, docs, vocab_size)
+    corpus_only = train_tokenizer(["".join(t for t, _ in d) for d in docs], vocab_size)
+    assert len(tiny) < vocab_size  # the cap is not what stopped the merges
+    example = modsum.load()["train"][0]
+    prompt, target = distill_text(example, modsum.oracle_rationale(example), PromptConfig())
+    for phrase in (STEP_BY_STEP, " " + ORACLE_OPENING.strip()):
+        assert phrase in target
+        pieces = tiny.convert_ids_to_tokens(tiny(phrase)["input_ids"])
+        words = phrase.replace("'s", " 's").replace(".", " .").split()
+        assert len(pieces) == len(words), pieces
+    assert len(tiny(target)["input_ids"]) < 0.6 * len(corpus_only(target)["input_ids"])
+    for doc in docs[:500]:
+        text = "".join(t for t, _ in doc)
+        assert tiny.convert_ids_to_tokens(tiny(text)["input_ids"]) == \
+            corpus_only.convert_ids_to_tokens(corpus_only(text)["input_ids"])
+
+
 @given(st.text(), st.text(alphabet=" \n\t", max_size=5), st.text(alphabet=" \n\t", max_size=5))
 def test_extraction_total_and_whitespace_stable(text, left, right):
     task = get_task(TaskConfig())

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from sert.config import Int, TaskConfig, config_class, parse_section
+from sert.config import STEP_BY_STEP, Int, TaskConfig, config_class, parse_section
 from sert.errors import DataError, TaskError
 from sert.io import read_jsonl
 from sert.text import split_answer_clause
@@ -138,6 +138,15 @@ class Task:
         return prediction is not None and prediction == example.answer
 
     # -- offline hooks: the oracle teacher and the tiny student's corpus -------------------------
+    def tokenizer_vocabulary(self) -> tuple[str, ...]:
+        """Text the tiny student's tokenizer learns besides its pretraining corpus: the teacher's
+        side of distillation, which the corpus never holds. A pretrained student's tokenizer
+        knows such words; the tiny one would spell them a byte or two per token, and distillation
+        texts would take twice the tokens to train on. Every task's teacher starts with the
+        step-by-step opener; tasks whose oracle writes in words of its own add them, each after a
+        space as it stands in a distillation text (byte-level BPE tells " We" from "We")."""
+        return (STEP_BY_STEP,)
+
     def oracle_rationale(self, example: Example) -> str:
         """A correct rationale: the dataset's own reference (GSM8K solution, StrategyQA facts,
         the generated steps of a symbolic task). Tasks without one must use another teacher."""

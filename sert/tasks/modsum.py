@@ -108,6 +108,9 @@ class Modsum(Task):
         train, test = train_test_split(examples, test_size=self.options.n_test, random_state=cfg.seed)
         return {"train": list(train), "test": list(test)}
 
+    def tokenizer_vocabulary(self) -> tuple[str, ...]:
+        return super().tokenizer_vocabulary() + (" " + ORACLE_OPENING.strip(),)  # as distillation texts hold it
+
     def oracle_rationale(self, example: Example) -> str:
         """A correct rationale in the teacher's own words (not the student's latent style)."""
         terms = self.terms_of(example)
