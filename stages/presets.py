@@ -63,8 +63,8 @@ UNPUBLISHED = {
     "task": {"test_fraction": 0.3},
     "student": {"trust_remote_code": False},
     # The tiny world's pretraining (read only with student.model: tiny; the presets' students are pretrained).
-    "pretrain": {"n_layer": 2, "n_embd": 128, "n_head": 4, "n_positions": 128, "vocab_size": 320, "documents": 60000,
-                 "worked_fraction": 0.3, "fact_fraction": 0.5, "steps": 3000, "batch_size": 32, "lr": 0.001,
+    "pretrain": {"n_layer": 2, "n_embd": 128, "n_head": 4, "n_positions": 128, "vocab_size": 384, "documents": 60000,
+                 "worked_fraction": 0.3, "fact_fraction": 0.5, "steps": 3000, "batch_size": 24, "lr": 0.001,
                  "schedule": "cosine", "warmup_steps": 50, "weight_decay": 0.1, "dropout": 0.0, "seed": 0,
                  "checkpoint_every": 500, "length_grouping": False, "packing": False, "precision": "auto"},
     "sample": {"branching": "topk", "stop": [], "backend": "hf", "device": "auto", "precision": "auto"},
