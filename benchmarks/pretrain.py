@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from sert import paths  # noqa: E402
 from sert.config import TrainConfig  # noqa: E402
-from sert.modeling import build_tiny_model, train_tokenizer  # noqa: E402
+from sert.modeling import build_tiny_model, tiny_tokenizer  # noqa: E402
 from sert.tasks import get_task  # noqa: E402
 from sert.training import encode_documents, train_causal_lm  # noqa: E402
 from stages.common import load_params, read_examples  # noqa: E402
