@@ -35,6 +35,18 @@ from stages.common import load_params, read_examples  # noqa: E402
 SETTINGS = ("fp32:padded", "fp32:packed", "bf16:padded", "bf16:packed")
 
 
+def tiny_corpus(p):
+    """(tokenizer, encoded documents) as the ``base`` stage builds them from the prepared splits."""
+    cfg = p.pretrain
+    splits = {split: read_examples(paths.PREPARED / f"{split}.jsonl") for split in ("train", "test")}
+    held_out = {ex.question for examples in splits.values() for ex in examples}
+    task = get_task(p.task)
+    docs = task.pretraining_corpus(random.Random(cfg.seed), cfg.documents, cfg.worked_fraction,
+                                   cfg.fact_fraction, held_out, splits["train"])
+    tokenizer = tiny_tokenizer(task, docs, cfg.vocab_size)
+    return tokenizer, encode_documents(tokenizer, docs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="timed optimizer steps per setting")
@@ -43,13 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     p = load_params(args.params)
     cfg = p.pretrain
-    splits = {split: read_examples(paths.PREPARED / f"{split}.jsonl") for split in ("train", "test")}
-    held_out = {ex.question for examples in splits.values() for ex in examples}
-    task = get_task(p.task)
-    docs = task.pretraining_corpus(random.Random(cfg.seed), cfg.documents, cfg.worked_fraction,
-                                   cfg.fact_fraction, held_out, splits["train"])
-    tokenizer = tiny_tokenizer(task, docs, cfg.vocab_size)
-    examples = encode_documents(tokenizer, docs)
+    tokenizer, examples = tiny_corpus(p)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, {torch.get_num_threads()} thread(s); load {os.getloadavg()}")
     rates = {}

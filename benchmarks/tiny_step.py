@@ -34,10 +34,9 @@ import torch.nn.functional as F  # noqa: E402
 from transformers.activations import ACT2FN  # noqa: E402
 
 import sert.training as training  # noqa: E402
-from sert import paths  # noqa: E402
-from sert.modeling import build_tiny_model, tiny_tokenizer  # noqa: E402
-from sert.tasks import get_task  # noqa: E402
-from stages.common import load_params, read_examples  # noqa: E402
+from pretrain import tiny_corpus  # noqa: E402  (benchmarks/pretrain.py: this script's directory is on sys.path)
+from sert.modeling import build_tiny_model  # noqa: E402
+from stages.common import load_params  # noqa: E402
 
 GELUS = {"tanh": "gelu_pytorch_tanh", "exact": "gelu"}
 
@@ -87,13 +86,7 @@ def main() -> None:
 
     p = load_params(args.params)
     cfg = p.pretrain
-    task = get_task(p.task)
-    splits = {split: read_examples(paths.PREPARED / f"{split}.jsonl") for split in ("train", "test")}
-    held_out = {ex.question for examples in splits.values() for ex in examples}
-    docs = task.pretraining_corpus(random.Random(cfg.seed), cfg.documents, cfg.worked_fraction,
-                                   cfg.fact_fraction, held_out, splits["train"])
-    tokenizer = tiny_tokenizer(task, docs, cfg.vocab_size)
-    examples = training.encode_documents(tokenizer, docs)
+    tokenizer, examples = tiny_corpus(p)  # the base stage's corpus and tokenizer
     rng = random.Random(cfg.seed)
     picks = [[examples[rng.randrange(len(examples))] for _ in range(cfg.batch_size)] for _ in range(args.steps + 10)]
     batching = {
