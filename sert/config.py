@@ -167,7 +167,7 @@ class TinyConfig:
     """Share of all documents that are single-step facts."""
     steps: Int = Field(3000, ge=1)
     """Pretraining optimizer steps."""
-    batch_size: Int = Field(32, ge=1)
+    batch_size: Int = Field(24, ge=1)
     """Documents per step."""
     lr: Float = Field(1e-3, gt=0)
     """Peak AdamW learning rate."""

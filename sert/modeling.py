@@ -42,8 +42,8 @@ def train_tokenizer(corpus: list[str], vocab_size: int) -> GPT2TokenizerFast:
 def tiny_tokenizer(task, documents: list[list[tuple[str, bool]]], vocab_size: int) -> GPT2TokenizerFast:
     """The tiny student's tokenizer: BPE over the pretraining ``documents`` (as the task's
     ``pretraining_corpus`` returns them) and the task's ``tokenizer_vocabulary``. Pre-tokenized
-    at word boundaries, so the added text gives its words merges of their own and changes no
-    corpus word's spelling into tokens."""
+    at word boundaries, so the added text gives its words merges of their own and, while
+    ``vocab_size`` is not reached, changes no corpus word's spelling into tokens."""
     texts = ["".join(text for text, _ in doc) for doc in documents]
     return train_tokenizer(texts + list(task.tokenizer_vocabulary()), vocab_size)
 
