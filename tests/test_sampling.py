@@ -289,3 +289,41 @@ def test_kept_perplexity_uses_the_shortest_prefix_covering_the_kept_text(reasoni
     assert len(tok.decode(ids[:k])) >= len(kept) and (k == 0 or len(tok.decode(ids[: k - 1])) < len(kept))
     value = kept_perplexity(tok, text, ids, lps)
     assert value == (perplexity(lps[:k]) if kept else None)
+
+
+# --- speed features that must not move a result -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def wide_gpt2():
+    """A random 2-layer GPT-2 256 wide with the real GPT-2 tokenizer: tensors large enough that the
+    vocabulary blocks split and the OpenMP threads share the work."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from conftest import gpt2_tokenizer
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=256, n_head=4)).eval()
+    return model, gpt2_tokenizer()
+
+
+def _full(samples):
+    return [s.to_json() for s in samples]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_vocabulary_blocks_change_no_sample(wide_gpt2, monkeypatch, precision):
+    """Picking the next tokens a block of rows at a time gives the same samples and greedy outputs
+    bit for bit, perplexities and log-probabilities included."""
+    import sert.samplers.hf as hf
+    from sert.modeling import for_inference
+
+    model, tok = wide_gpt2
+    model = for_inference(model, precision, "sample")
+    cfg = SampleConfig(branches=2, samples_per_branch=4, max_new_tokens=12, batch_size=3, seed=5)
+    prompts = [(f"q{i}", f"Question: is {i} plus {i} more than {3 * i}? Answer:") for i in range(3)]
+    whole = _full(sample_latent_paths(model, tok, prompts, cfg))
+    greedy_whole = generate_greedy(model, tok, [p for _, p in prompts], 10, batch_size=3)
+    monkeypatch.setattr(hf, "VOCAB_BLOCK_BYTES", 4 * 50257 * 3)  # 3 rows a block: 24 rows in 8 blocks
+    assert _full(sample_latent_paths(model, tok, prompts, cfg)) == whole
+    greedy_blocks = generate_greedy(model, tok, [p for _, p in prompts], 10, batch_size=3)
+    assert [(g.token_ids, g.logprobs) for g in greedy_blocks] == [(g.token_ids, g.logprobs) for g in greedy_whole]

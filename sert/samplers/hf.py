@@ -88,6 +88,35 @@ def _token_logprob(logits: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
     return logits.gather(-1, token[:, None]).squeeze(-1) - logits.logsumexp(-1)
 
 
+VOCAB_BLOCK_BYTES = 1 << 21
+"""Bytes of fp32 logits that :func:`_pick_in_blocks` works on at a time (about the L2 cache of one core)."""
+
+
+def _pick_in_blocks(logits: torch.Tensor, pick: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
+                    rows: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pick`` the next token of every row of ``logits`` (rows x vocabulary, any float dtype) and its
+    log-probability, a block of rows at a time in fp32.
+
+    Every step's work over the whole vocabulary (fp32 copy, top-k, logsumexp) runs on blocks that
+    fit a core's cache instead of one (rows x vocabulary) fp32 tensor: on the CPU a fresh tensor
+    that large comes from mmap and is page-faulted in on every step, and converting bf16 logits of
+    200 rows x 50,257 tokens in one piece took longer than the output head's matmul
+    (benchmarks/vocab_step.py). Every operation here works row by row, so the blocks change no
+    result: picking and log-probabilities are the same bit for bit as on the whole tensor."""
+    block = max(1, VOCAB_BLOCK_BYTES // (4 * logits.shape[-1]))
+    if logits.shape[0] <= block:
+        logits = logits.float()
+        token = pick(logits, rows, step)
+        return token, _token_logprob(logits, token)
+    tokens, logprobs = [], []
+    for start in range(0, logits.shape[0], block):
+        part = logits[start:start + block].float()
+        token = pick(part, rows[start:start + block], step)
+        tokens.append(token)
+        logprobs.append(_token_logprob(part, token))
+    return torch.cat(tokens), torch.cat(logprobs)
+
+
 class _PreallocatedLayer(DynamicLayer):
     """A cache layer that writes each step's keys/values into a buffer sized for the whole
     generation. ``DynamicLayer`` grows by ``torch.cat``, copying the entire cache of every row at
@@ -239,9 +268,7 @@ def _continue(model, cache, mask, first: torch.Tensor, first_logprobs: torch.Ten
         out = model(input_ids=token[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
                     **{cache_arg: cache})
         cache = _cache_of(out)
-        logits = out.logits[:, -1, :].float()
-        token = pick(logits, active, step + 1)
-        logprob = _token_logprob(logits, token)
+        token, logprob = _pick_in_blocks(out.logits[:, -1, :], pick, active, step + 1)
     return [(tokens[r, : length[r]].tolist(), logprobs[r, : length[r]].tolist()) for r in range(rows)]
 
 
