@@ -1,16 +1,27 @@
 """How torch uses this machine: the OpenMP thread policy and the precision bf16 runs in.
 
-Thread policy. OpenMP reads ``OMP_NUM_THREADS`` and ``OMP_WAIT_POLICY`` once, when torch loads
-it, so :func:`apply_thread_policy` must run before anything imports torch: the ``sert`` command
+Thread policy. OpenMP reads its settings once, when torch loads it, so
+:func:`apply_thread_policy` must run before anything imports torch: the ``sert`` command
 (``stages/cli.py``), the test suite (``tests/conftest.py``) and the benchmarks call it first
 thing. It only fills in what the environment leaves unset: a user's own ``OMP_NUM_THREADS`` or
 ``OMP_WAIT_POLICY`` always wins. The defaults come from ``benchmarks/threads.py`` (table in
 ``benchmarks/README.md``): on a 2-core box two spinning threads are the fastest while the cores
 are free and collapse the moment another CPU-bound job runs (a thread spins at a barrier waiting
 for its partner, which the scheduler has descheduled), while one thread is within a small factor
-of two when the box is quiet and unaffected by load. The thread count also changes float
-results (reduction order), so a fixed default, not one chosen from the load, keeps a rerun's
-numbers the same on a busy and on a quiet machine.
+of two when the box is quiet and unaffected by load.
+
+One thread, by default everywhere. The thread count changes float results (reduction order:
+MKL splits a small matmul's inner dimension between threads), so a fixed count, not one chosen
+from the load, keeps a rerun's numbers the same on a busy and on a quiet machine.
+
+``SERT_INFERENCE_THREADS=auto`` (opt-in) lets sampling and greedy evaluation (the decode loops of
+``sert.samplers.hf``) follow the free cores instead (:class:`InferenceThreads`): as many threads
+as there are free cores, re-measured every half second from ``/proc/stat``, so two threads while
+the other core is idle and one the moment another job takes it; its threads spin up to about
+10 ms (``GOMP_SPINCOUNT``) before they sleep. SmolLM2 then samples about 1.6x faster on a quiet
+2-core box and never slower than one thread under load, but sampled texts and perplexities may
+differ in their last bits from a run under another load (``benchmarks/README.md``, "Threads that
+follow the free cores"). Training always keeps the process's count.
 
 This module imports no torch at module level, so that applying the policy cannot start OpenMP.
 """
@@ -19,6 +30,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -27,9 +39,17 @@ from sert.errors import ParamsError
 DEFAULT_THREADS = 1
 """``OMP_NUM_THREADS`` when the environment leaves it unset (see the module docstring)."""
 DEFAULT_WAIT_POLICY = "PASSIVE"
-"""``OMP_WAIT_POLICY`` when unset: an idle OpenMP thread sleeps instead of spinning, so a thread
-that waits never burns the core another process (or its own partner thread) needs."""
+"""``OMP_WAIT_POLICY`` when unset: an idle OpenMP thread sleeps instead of spinning, so a thread that waits never burns the core another process (or its
+own partner thread) needs."""
 WAIT_POLICIES = ("ACTIVE", "PASSIVE")
+SPIN_COUNT = "1000000"
+"""``GOMP_SPINCOUNT`` (libgomp; ``KMP_BLOCKTIME`` in ms for LLVM's OpenMP) with
+``SERT_INFERENCE_THREADS=auto``: spins before an idle thread sleeps, about 10 ms (libgomp counts about 100,000 spins a
+millisecond). With two threads on a quiet 2-core Xeon, SmolLM2 sampled 1,376 tok/s with this, 1,307
+with a tenth of it, 1,400 spinning forever and 894 sleeping at once (benchmarks/README.md)."""
+INFERENCE_THREADS = "SERT_INFERENCE_THREADS"
+"""Environment variable: ``auto`` lets :class:`InferenceThreads` follow the free cores; ``fixed``
+(the default) keeps the process's thread count in the decode loops too."""
 
 
 def usable_cpus() -> int:
@@ -65,9 +85,13 @@ def apply_thread_policy(environ: dict | None = None) -> ThreadPolicy:
                       "torch's own thread settings", RuntimeWarning, stacklevel=2)
     if not env.get("OMP_NUM_THREADS"):
         env["OMP_NUM_THREADS"] = str(DEFAULT_THREADS)
-    if not env.get("OMP_WAIT_POLICY"):
+    if env.get(INFERENCE_THREADS) == "auto" and not env.get("OMP_WAIT_POLICY") and not env.get("GOMP_SPINCOUNT"):
+        env["GOMP_SPINCOUNT"] = SPIN_COUNT
+        env.setdefault("KMP_BLOCKTIME", "10")
+    if not env.get("OMP_WAIT_POLICY") and not env.get("GOMP_SPINCOUNT"):
         env["OMP_WAIT_POLICY"] = DEFAULT_WAIT_POLICY
-    return ThreadPolicy(env["OMP_NUM_THREADS"], env["OMP_WAIT_POLICY"], from_user)
+    return ThreadPolicy(env["OMP_NUM_THREADS"], env.get("OMP_WAIT_POLICY") or f"spin {env['GOMP_SPINCOUNT']}",
+                        from_user)
 
 
 def check_thread_policy(environ: dict | None = None) -> str | None:
@@ -84,11 +108,129 @@ def check_thread_policy(environ: dict | None = None) -> str | None:
     if policy and policy.strip().upper() not in WAIT_POLICIES:
         raise ParamsError(f"OMP_WAIT_POLICY={policy!r}: must be ACTIVE or PASSIVE "
                           f"(unset it for the default, {DEFAULT_WAIT_POLICY})")
+    inference = env.get(INFERENCE_THREADS, "")
+    if inference and inference not in ("auto", "fixed"):
+        raise ParamsError(f"{INFERENCE_THREADS}={inference!r}: must be auto or fixed (unset it for auto)")
     cpus = usable_cpus()
     if raw and int(first) > cpus:
         return (f"OMP_NUM_THREADS={first} is more than the {cpus} CPUs this process may use: threads will "
                 f"wait for each other at every parallel op; {min(cpus, DEFAULT_THREADS)} is the default")
     return None
+
+
+# -- inference threads that follow the free cores ----------------------------------------------------
+def threads_for(free_cores: float, usable: int) -> int:
+    """Threads for ``free_cores`` cores' worth of CPU time that other processes left unused: a core
+    counts once it is at least three quarters free (a core shared with another job costs a decode
+    step more than it gives), between 1 and ``usable``."""
+    return max(1, min(usable, int(free_cores + 0.25)))
+
+
+@dataclass(frozen=True)
+class CpuReading:
+    """One reading of where the machine's CPU time has gone (cumulative, seconds)."""
+
+    wall: float
+    busy: float
+    """CPU time spent by every process on the machine (``/proc/stat``: all but idle and iowait)."""
+    own: float
+    """CPU time spent by this process, all its threads."""
+
+
+def cpu_reading() -> CpuReading | None:
+    """Now, or None where ``/proc/stat`` cannot be read (not Linux)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is already inside user and nice)
+    ticks = os.sysconf("SC_CLK_TCK")
+    own = os.times()
+    return CpuReading(time.monotonic(), (sum(fields) - fields[3] - fields[4]) / ticks, own.user + own.system)
+
+
+def free_cores(before: CpuReading, after: CpuReading, cpus: int) -> float:
+    """Cores' worth of CPU time that processes other than this one left unused between two readings."""
+    wall = max(after.wall - before.wall, 1e-6)
+    others = max(0.0, (after.busy - before.busy) - (after.own - before.own)) / wall
+    return cpus - others
+
+
+def _openmp_setter():
+    """``omp_set_num_threads`` of the OpenMP runtime torch loaded (libgomp in the Linux wheels), or
+    ``torch.set_num_threads`` where there is none to be found. Not torch's own setter first: it also
+    resizes torch's pthreadpool and MKL's threads, and a decode loop that switched threads through
+    it sampled about 17% slower afterwards (SmolLM2 on two threads: 1,150 against 1,360 tok/s,
+    whether it switched from one thread or set the same two); ATen's parallel loops and oneDNN
+    read the OpenMP count itself."""
+    import ctypes
+    import glob
+
+    import torch
+
+    for pattern in ("libgomp*.so*", "libiomp5*.so*", "libomp*.so*"):
+        for path in sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", pattern))):
+            try:
+                return ctypes.CDLL(path).omp_set_num_threads  # already loaded: the same library
+            except (OSError, AttributeError):
+                continue
+    return torch.set_num_threads
+
+
+class InferenceThreads:
+    """Torch threads for a decode loop, following the free cores (module docstring): enter around the
+    loop, :meth:`tick` every step; on exit the process's own thread count is back, so that training
+    in the same process keeps its fixed count. One instance per process (:data:`inference_threads`)
+    carries its last reading from one loop to the next. Does nothing unless
+    ``SERT_INFERENCE_THREADS=auto`` and ``/proc/stat`` is readable."""
+
+    def __init__(self, interval: float = 0.5):
+        self.interval = interval
+        """Seconds between two readings."""
+        self.clock = time.monotonic
+        self.reading: CpuReading | None = None
+        self.threads: int | None = None
+        self.base = 1
+        self.enabled = False
+        self._set = None
+
+    def __enter__(self) -> InferenceThreads:
+        import torch
+
+        self.base = torch.get_num_threads()
+        self.enabled = os.environ.get(INFERENCE_THREADS) == "auto" and usable_cpus() > 1
+        if self.enabled:
+            self._set = self._set or _openmp_setter()
+            if self.reading is not None and self.threads is not None \
+                    and self.clock() - self.reading.wall < 4 * self.interval:
+                self._set(self.threads)  # the last loop's choice is still fresh
+            else:
+                self.reading, self.threads = cpu_reading(), None
+        return self
+
+    def tick(self) -> None:
+        if not self.enabled or self.reading is None or self.clock() - self.reading.wall < self.interval:
+            return
+        import torch
+
+        now = cpu_reading()
+        if now is None:
+            return
+        self.threads = threads_for(free_cores(self.reading, now, os.cpu_count() or 1), usable_cpus())
+        self.reading = now
+        if torch.get_num_threads() != self.threads:
+            self._set(self.threads)
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        if self.enabled and torch.get_num_threads() != self.base:
+            self._set(self.base)
+
+
+inference_threads = InferenceThreads()
+"""The process's decode loops share this one (it remembers the last reading between batches)."""
 
 
 # -- precision -------------------------------------------------------------------------------------

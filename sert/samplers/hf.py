@@ -34,6 +34,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from sert.config import SampleConfig
+from sert.runtime import inference_threads
 from sert.samplers.base import (Budget, Progress, Sample, Sampler, batches, fit_budget, kept_perplexity, perplexity,
                                 trim_at_stop)
 from sert.samplers.registry import register_sampler
@@ -245,6 +246,7 @@ def _continue(model, cache, mask, first: torch.Tensor, first_logprobs: torch.Ten
     token, logprob = first, first_logprobs
     ends = torch.tensor(list(end_ids)) if end_ids else None
     for step in range(steps):
+        inference_threads.tick()
         token_cpu = token.cpu()
         tokens[active, step] = token_cpu
         logprobs[active, step] = logprob.double().cpu()
@@ -285,27 +287,28 @@ def sample_batch(model, tokenizer, ids: Sequence[str], prompt_ids: list[list[int
     steps = max(max_new)
     uniforms = torch.cat([question_uniforms(cfg.seed, qid, per_question, steps) for qid in ids])
     limits = torch.tensor(max_new).repeat_interleave(per_question)
-    logprobs, cache, mask = _prefill(model, prompt_ids, tokenizer.pad_token_id, steps)
-    if cfg.branching == "topk":
-        branch_lp, branch_ids = logprobs.topk(cfg.branches, dim=-1)  # (questions, branches)
-        first = branch_ids.repeat_interleave(cfg.samples_per_branch, dim=1).reshape(-1)
-        first_lp = branch_lp.repeat_interleave(cfg.samples_per_branch, dim=1).reshape(-1)
-    else:
-        expanded = logprobs.repeat_interleave(per_question, dim=0)
-        first = top_k_top_p(expanded, cfg.top_k, cfg.top_p, cfg.temperature, uniforms[:, 0].to(device))
-        first_lp = expanded.gather(-1, first[:, None]).squeeze(-1)
-    cache.batch_repeat_interleave(per_question)
-    mask = mask.repeat_interleave(per_question, dim=0)
+    with inference_threads:  # threads follow the free cores; results do not depend on them
+        logprobs, cache, mask = _prefill(model, prompt_ids, tokenizer.pad_token_id, steps)
+        if cfg.branching == "topk":
+            branch_lp, branch_ids = logprobs.topk(cfg.branches, dim=-1)  # (questions, branches)
+            first = branch_ids.repeat_interleave(cfg.samples_per_branch, dim=1).reshape(-1)
+            first_lp = branch_lp.repeat_interleave(cfg.samples_per_branch, dim=1).reshape(-1)
+        else:
+            expanded = logprobs.repeat_interleave(per_question, dim=0)
+            first = top_k_top_p(expanded, cfg.top_k, cfg.top_p, cfg.temperature, uniforms[:, 0].to(device))
+            first_lp = expanded.gather(-1, first[:, None]).squeeze(-1)
+        cache.batch_repeat_interleave(per_question)
+        mask = mask.repeat_interleave(per_question, dim=0)
 
-    def pick(logits, rows, step):
-        return top_k_top_p(logits, cfg.top_k, cfg.top_p, cfg.temperature, uniforms[rows, step].to(logits.device))
+        def pick(logits, rows, step):
+            return top_k_top_p(logits, cfg.top_k, cfg.top_p, cfg.temperature, uniforms[rows, step].to(logits.device))
 
-    stop = _StopWatch(tokenizer, cfg.stop) if cfg.stop else None
-    ends = end_token_ids(model, tokenizer) if stop_at_eos else None
-    eos_rows = (torch.isin(first.cpu(), torch.tensor(ends)) if ends and cfg.branching == "topk"
-                else torch.zeros(len(first), dtype=torch.bool)).tolist()
-    results = _continue(model, cache, mask, first, first_lp, limits, pick, ends, stop,
-                        first_is_context=cfg.branching == "topk")
+        stop = _StopWatch(tokenizer, cfg.stop) if cfg.stop else None
+        ends = end_token_ids(model, tokenizer) if stop_at_eos else None
+        eos_rows = (torch.isin(first.cpu(), torch.tensor(ends)) if ends and cfg.branching == "topk"
+                    else torch.zeros(len(first), dtype=torch.bool)).tolist()
+        results = _continue(model, cache, mask, first, first_lp, limits, pick, ends, stop,
+                            first_is_context=cfg.branching == "topk")
     samples = []
     for row, (tok_ids, lps) in enumerate(results):
         question, rest = divmod(row, per_question)
@@ -396,11 +399,12 @@ def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int, b
         for chunk_range in batches(len(order), batch_size):
             chunk = [order[i] for i in chunk_range]
             limits = torch.tensor([budget.max_new[i] for i in chunk])
-            logprobs, cache, mask = _prefill(model, [budget.prompt_ids[i] for i in chunk], tokenizer.pad_token_id,
-                                             int(limits.max()))
-            first_lp, first = logprobs.max(-1)
-            out = _continue(model, cache, mask, first, first_lp, limits, lambda logits, rows, step: logits.argmax(-1),
-                            end_token_ids(model, tokenizer))
+            with inference_threads:  # threads follow the free cores; results do not depend on them
+                logprobs, cache, mask = _prefill(model, [budget.prompt_ids[i] for i in chunk],
+                                                 tokenizer.pad_token_id, int(limits.max()))
+                first_lp, first = logprobs.max(-1)
+                out = _continue(model, cache, mask, first, first_lp, limits,
+                                lambda logits, rows, step: logits.argmax(-1), end_token_ids(model, tokenizer))
             for i, (ids, lps) in zip(chunk, out):
                 results[i] = Generation(tokenizer.decode(ids, skip_special_tokens=True), ids, lps)
             progress.update(len(chunk), sum(len(ids) for ids, _ in out))
