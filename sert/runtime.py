@@ -10,18 +10,19 @@ are free and collapse the moment another CPU-bound job runs (a thread spins at a
 for its partner, which the scheduler has descheduled), while one thread is within a small factor
 of two when the box is quiet and unaffected by load.
 
-One thread, by default everywhere. The thread count changes float results (reduction order:
-MKL splits a small matmul's inner dimension between threads), so a fixed count, not one chosen
-from the load, keeps a rerun's numbers the same on a busy and on a quiet machine.
+One thread, by default everywhere. The thread count changes float results (reduction order: a
+[36 x 1,024] x [1,024 x 256] fp32 matmul already differs in its last bits between one thread and
+two, and sampling turns that into other texts), so a fixed count, not one chosen from the load,
+keeps a rerun's numbers the same on a busy and on a quiet machine.
 
 ``SERT_INFERENCE_THREADS=auto`` (opt-in) lets sampling and greedy evaluation (the decode loops of
 ``sert.samplers.hf``) follow the free cores instead (:class:`InferenceThreads`): as many threads
 as there are free cores, re-measured every half second from ``/proc/stat``, so two threads while
 the other core is idle and one the moment another job takes it; its threads spin up to about
 10 ms (``GOMP_SPINCOUNT``) before they sleep. SmolLM2 then samples about 1.6x faster on a quiet
-2-core box and never slower than one thread under load, but sampled texts and perplexities may
-differ in their last bits from a run under another load (``benchmarks/README.md``, "Threads that
-follow the free cores"). Training always keeps the process's count.
+2-core box and as fast as one thread under load, but sampled texts and perplexities may
+differ from a run under another load (``benchmarks/README.md``, "The vocabulary-wide step in
+blocks, and threads that follow the free cores"). Training always keeps the process's count.
 
 This module imports no torch at module level, so that applying the policy cannot start OpenMP.
 """
