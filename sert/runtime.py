@@ -195,10 +195,14 @@ class InferenceThreads:
         self.base = 1
         self.enabled = False
         self._set = None
+        self._depth = 0
 
     def __enter__(self) -> InferenceThreads:
         import torch
 
+        self._depth += 1
+        if self._depth > 1:  # inside another decode loop's block: that one chose and restores
+            return self
         self.base = torch.get_num_threads()
         self.enabled = os.environ.get(INFERENCE_THREADS) == "auto" and usable_cpus() > 1
         if self.enabled:
@@ -226,7 +230,8 @@ class InferenceThreads:
     def __exit__(self, *exc) -> None:
         import torch
 
-        if self.enabled and torch.get_num_threads() != self.base:
+        self._depth -= 1
+        if self._depth == 0 and self.enabled and torch.get_num_threads() != self.base:
             self._set(self.base)
 
 
