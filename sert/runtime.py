@@ -40,14 +40,15 @@ from sert.errors import ParamsError
 DEFAULT_THREADS = 1
 """``OMP_NUM_THREADS`` when the environment leaves it unset (see the module docstring)."""
 DEFAULT_WAIT_POLICY = "PASSIVE"
-"""``OMP_WAIT_POLICY`` when unset: an idle OpenMP thread sleeps instead of spinning, so a thread that waits never burns the core another process (or its
-own partner thread) needs."""
+"""``OMP_WAIT_POLICY`` when unset: an idle OpenMP thread sleeps instead of spinning, so a thread
+that waits never burns the core another process (or its own partner thread) needs."""
 WAIT_POLICIES = ("ACTIVE", "PASSIVE")
 SPIN_COUNT = "1000000"
 """``GOMP_SPINCOUNT`` (libgomp; ``KMP_BLOCKTIME`` in ms for LLVM's OpenMP) with
-``SERT_INFERENCE_THREADS=auto``: spins before an idle thread sleeps, about 10 ms (libgomp counts about 100,000 spins a
-millisecond). With two threads on a quiet 2-core Xeon, SmolLM2 sampled 1,376 tok/s with this, 1,307
-with a tenth of it, 1,400 spinning forever and 894 sleeping at once (benchmarks/README.md)."""
+``SERT_INFERENCE_THREADS=auto``: spins before an idle thread sleeps, about 10 ms (libgomp counts
+about 100,000 spins a millisecond). With two threads on a quiet 2-core Xeon, SmolLM2 sampled
+1,376 tok/s with this, 1,307 with a tenth of it, 1,400 spinning forever and 894 sleeping at once
+(benchmarks/README.md)."""
 INFERENCE_THREADS = "SERT_INFERENCE_THREADS"
 """Environment variable: ``auto`` lets :class:`InferenceThreads` follow the free cores; ``fixed``
 (the default) keeps the process's thread count in the decode loops too."""
@@ -111,7 +112,7 @@ def check_thread_policy(environ: dict | None = None) -> str | None:
                           f"(unset it for the default, {DEFAULT_WAIT_POLICY})")
     inference = env.get(INFERENCE_THREADS, "")
     if inference and inference not in ("auto", "fixed"):
-        raise ParamsError(f"{INFERENCE_THREADS}={inference!r}: must be auto or fixed (unset it for auto)")
+        raise ParamsError(f"{INFERENCE_THREADS}={inference!r}: must be auto or fixed (unset it for the default, fixed)")
     cpus = usable_cpus()
     if raw and int(first) > cpus:
         return (f"OMP_NUM_THREADS={first} is more than the {cpus} CPUs this process may use: threads will "

@@ -287,7 +287,7 @@ def sample_batch(model, tokenizer, ids: Sequence[str], prompt_ids: list[list[int
     steps = max(max_new)
     uniforms = torch.cat([question_uniforms(cfg.seed, qid, per_question, steps) for qid in ids])
     limits = torch.tensor(max_new).repeat_interleave(per_question)
-    with inference_threads:  # threads follow the free cores; results do not depend on them
+    with inference_threads:  # the process's thread count, or the free cores' with SERT_INFERENCE_THREADS=auto
         logprobs, cache, mask = _prefill(model, prompt_ids, tokenizer.pad_token_id, steps)
         if cfg.branching == "topk":
             branch_lp, branch_ids = logprobs.topk(cfg.branches, dim=-1)  # (questions, branches)
@@ -399,7 +399,7 @@ def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int, b
         for chunk_range in batches(len(order), batch_size):
             chunk = [order[i] for i in chunk_range]
             limits = torch.tensor([budget.max_new[i] for i in chunk])
-            with inference_threads:  # threads follow the free cores; results do not depend on them
+            with inference_threads:  # the process's thread count, or the free cores' with SERT_INFERENCE_THREADS=auto
                 logprobs, cache, mask = _prefill(model, [budget.prompt_ids[i] for i in chunk],
                                                  tokenizer.pad_token_id, int(limits.max()))
                 first_lp, first = logprobs.max(-1)
