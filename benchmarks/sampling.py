@@ -10,7 +10,9 @@ with no early stop, on CPU. The naive baseline calls ``generate`` once per quest
 with ``num_return_sequences=5`` (so it re-encodes the prompt for every branch and decodes 5 rows
 at a time). Both run in ``--precision`` (``auto``, as the sample stage: bf16 where the CPU computes
 it natively, else fp32). The machine's fp32 and bf16 matmul peaks are measured in the same run;
-the engine's share of each counts 2 x parameters FLOPs per generated token.
+the engine's share of each counts 2 x parameters FLOPs per generated token, against the peak times
+the batches it decoded at once (``--batch-size`` below the prompt count: up to
+``SERT_DECODE_WORKERS`` batches, each on its own thread; sert/workers.py).
 
     python benchmarks/sampling.py            # last line: one JSON object
     python benchmarks/sampling.py --model smollm2 --naive-prompts 2
@@ -44,7 +46,7 @@ from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 from sert.config import SampleConfig  # noqa: E402
 from sert.modeling import for_inference, load_student, offline_gpt2_tokenizer  # noqa: E402
-from sert.runtime import native_bf16, resolve_precision  # noqa: E402
+from sert.runtime import decode_workers, native_bf16, resolve_precision  # noqa: E402
 from sert.samplers import sample_latent_paths  # noqa: E402
 from sert.samplers.hf import end_token_ids  # noqa: E402
 
@@ -165,7 +167,9 @@ def main() -> None:
     parser.add_argument("--strategyqa", metavar="TASK_JSON",
                         help="real StrategyQA questions instead of synthetic prompts; the engine stops at the "
                              "model's end token as the sample stage does (rows leave the batch); engine only")
-    parser.add_argument("--batch-size", type=int, default=0, help="engine questions per batch (default: all)")
+    parser.add_argument("--batch-size", type=int, default=0,
+                        help="engine questions per batch (default: all, in one batch); with several batches, "
+                             "SERT_DECODE_WORKERS of them run at once (default: one per usable CPU)")
     parser.add_argument("--skip-naive", action="store_true", help="engine only (development)")
     parser.add_argument("--generate", action="store_true",
                         help="also time HF generate at its best settings (25 rows per question in one call)")
@@ -211,8 +215,8 @@ def main() -> None:
     engine, engine_cpu = tokens / clock.wall, tokens / clock.cpu * torch.get_num_threads()
     engine_with_load = tokens / (clock.wall + load_seconds)
     print(f"engine: {tokens} tokens in {clock.wall:.1f}s = {engine:.1f} tokens/s (CPU time: {engine_cpu:.1f}); "
-          f"with the model load ({load_seconds:.1f}s): {engine_with_load:.1f} tokens/s; decode threads: "
-          f"{os.environ.get('SERT_INFERENCE_THREADS', 'fixed')}")
+          f"with the model load ({load_seconds:.1f}s): {engine_with_load:.1f} tokens/s; decode workers: "
+          f"{decode_workers('cpu')}")
     naive = naive_cpu = float("nan")
     if not (args.skip_naive or args.strategyqa):
         tokens, clock = run_naive(model, tokenizer, prompts[: args.naive_prompts or None], args.new_tokens)
@@ -227,20 +231,24 @@ def main() -> None:
               f"{generate[per_call]:.1f} tokens/s (CPU time: {tokens / clock.cpu * torch.get_num_threads():.1f}); "
               f"engine / generate = {engine / generate[per_call]:.2f}x")
     best = max(generate.values(), default=float("nan"))
-    fraction, fraction_bf16 = engine * 2 * params / peak, engine * 2 * params / peak_bf16
+    # The peaks are one process thread's count of cores; batches decoded at once use that many each.
+    batches = -(-len(prompts) // (args.batch_size or len(prompts)))
+    cores = min(decode_workers("cpu"), batches)
+    fraction, fraction_bf16 = engine * 2 * params / (peak * cores), engine * 2 * params / (peak_bf16 * cores)
     print(f"engine / naive = {engine / naive:.2f}x; engine share of the fp32 peak = {fraction:.3f}, "
-          f"of the bf16 peak = {fraction_bf16:.3f}; "
+          f"of the bf16 peak = {fraction_bf16:.3f} (x {cores} batch(es) at once); "
           f"by CPU time: {engine_cpu / naive_cpu:.2f}x, {engine_cpu * 2 * params / peak_cpu:.3f}; "
           f"load {os.getloadavg()}")
     print(json.dumps({"model": args.model, "threads": torch.get_num_threads(), "precision": precision,
-                      "inference_threads": os.environ.get("SERT_INFERENCE_THREADS", "fixed"),
+                      "decode_workers": decode_workers("cpu"),
                       "engine_tokens_per_s": round(engine, 2), "load_seconds": round(load_seconds, 2),
                       "engine_with_load_tokens_per_s": round(engine_with_load, 2),
                       "naive_tokens_per_s": round(naive, 2),
                       "generate_tokens_per_s": {str(k): round(v, 2) for k, v in generate.items()},
                       "engine_over_best_generate": round(engine / best, 3),
                       "peak_fp32_gflops": round(peak / 1e9, 1), "peak_bf16_gflops": round(peak_bf16 / 1e9, 1),
-                      "peak_fraction": round(fraction, 4), "peak_fraction_bf16": round(fraction_bf16, 4)}))
+                      "peak_fraction": round(fraction, 4), "peak_fraction_bf16": round(fraction_bf16, 4),
+                      "batches_at_once": cores}))
 
 
 if __name__ == "__main__":

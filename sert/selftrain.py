@@ -95,7 +95,7 @@ def sample_shards(prompts: Sequence[tuple[str, str]], cfg: SampleConfig, work: P
             return [s.to_json() for s in samples]
 
         try:
-            resumed = writer.fill(compute)
+            resumed = writer.fill(compute, workers=sampler.workers)
         finally:
             progress.close()
     finally:

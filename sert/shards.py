@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sert.io import read_jsonl, write_jsonl
+from sert.workers import ordered_map
 
 
 def fingerprint(parts: Iterable[Any], files: Iterable[Path] = ()) -> str:
@@ -53,20 +54,24 @@ class ShardedWriter:
         return [u for u in range(self.units) if self.shard(u).is_file()]
 
     def fill(self, compute: Callable[[int], list[dict]],
-             after_unit: Callable[[int, list[dict]], None] | None = None) -> int:
+             after_unit: Callable[[int, list[dict]], None] | None = None, workers: int = 1) -> int:
         """Compute the missing shards (removing other keys' work under ``root`` first) and keep
-        them. Returns how many shards were already there (resumed)."""
+        them, ``workers`` units at a time (sert/workers.py; each shard is written as soon as its
+        unit is done). Returns how many shards were already there (resumed)."""
         if self.root.is_dir():  # shards of other inputs can never be reused
             for stale in self.root.iterdir():
                 if stale != self.dir:
                     shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
         self.dir.mkdir(parents=True, exist_ok=True)
         resumed = len(self.done())
-        for unit in range(self.units):
-            if self.shard(unit).is_file():
-                continue
+
+        def compute_and_keep(unit: int) -> tuple[int, list[dict]]:
             records = compute(unit)
             write_jsonl(self.shard(unit), records)
+            return unit, records
+
+        missing = [u for u in range(self.units) if not self.shard(u).is_file()]
+        for unit, records in ordered_map(compute_and_keep, missing, workers):
             if after_unit is not None:
                 after_unit(unit, records)
         return resumed

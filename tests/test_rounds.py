@@ -121,6 +121,7 @@ def test_a_crashed_round_resumes_from_its_shards_to_the_same_model(workdir, monk
     """Round 2's sampling goes through the sharded path: a crash after its first shard keeps that
     shard, the rerun samples only the other questions and ends with the uninterrupted run's model."""
     set_params(sample={"batch_size": 1})  # one question per shard: 4 shards in round 2
+    monkeypatch.setenv("SERT_DECODE_WORKERS", "1")  # one batch at a time: the crash comes after one finished shard
     train_sert.main(params=workdir)
     straight = {name: Path(name).read_bytes() for name in ("models/sert/model.safetensors",
                                                            "models/sert_rounds/rounds.json",

@@ -327,3 +327,58 @@ def test_vocabulary_blocks_change_no_sample(wide_gpt2, monkeypatch, precision):
     assert _full(sample_latent_paths(model, tok, prompts, cfg)) == whole
     greedy_blocks = generate_greedy(model, tok, [p for _, p in prompts], 10, batch_size=3)
     assert [(g.token_ids, g.logprobs) for g in greedy_blocks] == [(g.token_ids, g.logprobs) for g in greedy_whole]
+
+
+def test_decode_workers_change_no_sample(wide_gpt2, monkeypatch):
+    """Batches decoded on several threads at once give the samples and greedy outputs of one thread,
+    bit for bit, in the same order; in bf16, where a second OpenMP thread inside a batch would not."""
+    from sert.modeling import for_inference
+
+    model, tok = wide_gpt2
+    model = for_inference(model, "bf16", "sample")
+    cfg = SampleConfig(branches=2, samples_per_branch=3, max_new_tokens=12, batch_size=1, seed=5)
+    prompts = [(f"q{i}", f"Question: is {i} plus {i} more than {3 * i}? Answer:") for i in range(5)]
+    runs = {}
+    for workers in ("1", "3"):
+        monkeypatch.setenv("SERT_DECODE_WORKERS", workers)
+        samples = _full(sample_latent_paths(model, tok, prompts, cfg))
+        greedy = generate_greedy(model, tok, [p for _, p in prompts], 10, batch_size=2)
+        runs[workers] = samples, [(g.token_ids, g.logprobs) for g in greedy]
+    assert runs["3"] == runs["1"]
+    assert [s["id"] for s in runs["3"][0]] == [q for q, _ in prompts for _ in range(6)]
+
+
+def test_a_failing_worker_stops_the_others_and_its_error_comes_through():
+    """ordered_map: the first failure is raised in the caller; workers still running stop at their
+    next cancellation point, and no queued item starts."""
+    import threading
+    import time
+
+    from sert.workers import Cancelled, cancellation_point, ordered_map
+
+    started, cancelled = [], []
+    lock = threading.Lock()
+
+    def work(item):
+        with lock:
+            started.append(item)
+        if item == 1:
+            raise ValueError("bad batch")
+        try:
+            for _ in range(500):  # a long decode: 5 s unless cancelled
+                cancellation_point()
+                time.sleep(0.01)
+        except Cancelled:
+            with lock:
+                cancelled.append(item)
+            raise
+        return item
+
+    begin = time.monotonic()
+    with pytest.raises(ValueError, match="bad batch"):
+        list(ordered_map(work, list(range(6)), 2))
+    assert time.monotonic() - begin < 3
+    # item 2 may start in the moment between item 1's failure and the stop; nothing after it can
+    assert {0, 1} <= set(started) <= {0, 1, 2} and sorted(cancelled) == sorted(set(started) - {1})
+    assert list(ordered_map(lambda x: x * x, [3, 1, 2], 2)) == [9, 1, 4]
+    cancellation_point()  # outside a worker: nothing to stop

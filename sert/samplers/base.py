@@ -7,6 +7,7 @@ Backends live beside this module and import it (see ``sert.samplers`` for the li
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -138,17 +139,20 @@ def batches(n: int, size: int) -> list[range]:
 
 
 class Progress:
-    """A tqdm bar over questions that also shows generated tokens/s."""
+    """A tqdm bar over questions that also shows generated tokens/s; decode workers update it
+    from their threads."""
 
     def __init__(self, total: int, desc: str, initial: int = 0):
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit="q")
         self.tokens, self.start = 0, time.perf_counter()
+        self.lock = threading.Lock()
 
     def update(self, questions: int, tokens: int) -> None:
-        self.tokens += tokens
-        rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
-        self.bar.set_postfix_str(f"{rate:.0f} tok/s", refresh=False)
-        self.bar.update(questions)
+        with self.lock:
+            self.tokens += tokens
+            rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
+            self.bar.set_postfix_str(f"{rate:.0f} tok/s", refresh=False)
+            self.bar.update(questions)
 
     def close(self) -> None:
         self.bar.close()
@@ -166,6 +170,9 @@ class Sampler:
     self-trained); a backend that loads checkpoints only gets the GPU to itself instead."""
     n_positions: int | None
     """The model's context length (None: unbounded), for ``Budget.warning``."""
+    workers: int = 1
+    """Batches ``sample`` may be called on at once, from as many threads (sert/workers.py); a
+    backend whose ``sample`` is not thread-safe, or that batches on its own (vLLM), keeps 1."""
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, cfg: SampleConfig, trust_remote_code: bool = False,

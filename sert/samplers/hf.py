@@ -34,11 +34,12 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from sert.config import SampleConfig
-from sert.runtime import inference_threads
+from sert.runtime import decode_workers
 from sert.samplers.base import (Budget, Progress, Sample, Sampler, batches, fit_budget, kept_perplexity, perplexity,
                                 trim_at_stop)
 from sert.samplers.registry import register_sampler
 from sert.text import rep_n
+from sert.workers import cancellation_point, ordered_map
 
 
 @dataclass
@@ -246,7 +247,7 @@ def _continue(model, cache, mask, first: torch.Tensor, first_logprobs: torch.Ten
     token, logprob = first, first_logprobs
     ends = torch.tensor(list(end_ids)) if end_ids else None
     for step in range(steps):
-        inference_threads.tick()
+        cancellation_point()  # another worker failed, or the caller stopped
         token_cpu = token.cpu()
         tokens[active, step] = token_cpu
         logprobs[active, step] = logprob.double().cpu()
@@ -287,28 +288,27 @@ def sample_batch(model, tokenizer, ids: Sequence[str], prompt_ids: list[list[int
     steps = max(max_new)
     uniforms = torch.cat([question_uniforms(cfg.seed, qid, per_question, steps) for qid in ids])
     limits = torch.tensor(max_new).repeat_interleave(per_question)
-    with inference_threads:  # the process's thread count, or the free cores' with SERT_INFERENCE_THREADS=auto
-        logprobs, cache, mask = _prefill(model, prompt_ids, tokenizer.pad_token_id, steps)
-        if cfg.branching == "topk":
-            branch_lp, branch_ids = logprobs.topk(cfg.branches, dim=-1)  # (questions, branches)
-            first = branch_ids.repeat_interleave(cfg.samples_per_branch, dim=1).reshape(-1)
-            first_lp = branch_lp.repeat_interleave(cfg.samples_per_branch, dim=1).reshape(-1)
-        else:
-            expanded = logprobs.repeat_interleave(per_question, dim=0)
-            first = top_k_top_p(expanded, cfg.top_k, cfg.top_p, cfg.temperature, uniforms[:, 0].to(device))
-            first_lp = expanded.gather(-1, first[:, None]).squeeze(-1)
-        cache.batch_repeat_interleave(per_question)
-        mask = mask.repeat_interleave(per_question, dim=0)
+    logprobs, cache, mask = _prefill(model, prompt_ids, tokenizer.pad_token_id, steps)
+    if cfg.branching == "topk":
+        branch_lp, branch_ids = logprobs.topk(cfg.branches, dim=-1)  # (questions, branches)
+        first = branch_ids.repeat_interleave(cfg.samples_per_branch, dim=1).reshape(-1)
+        first_lp = branch_lp.repeat_interleave(cfg.samples_per_branch, dim=1).reshape(-1)
+    else:
+        expanded = logprobs.repeat_interleave(per_question, dim=0)
+        first = top_k_top_p(expanded, cfg.top_k, cfg.top_p, cfg.temperature, uniforms[:, 0].to(device))
+        first_lp = expanded.gather(-1, first[:, None]).squeeze(-1)
+    cache.batch_repeat_interleave(per_question)
+    mask = mask.repeat_interleave(per_question, dim=0)
 
-        def pick(logits, rows, step):
-            return top_k_top_p(logits, cfg.top_k, cfg.top_p, cfg.temperature, uniforms[rows, step].to(logits.device))
+    def pick(logits, rows, step):
+        return top_k_top_p(logits, cfg.top_k, cfg.top_p, cfg.temperature, uniforms[rows, step].to(logits.device))
 
-        stop = _StopWatch(tokenizer, cfg.stop) if cfg.stop else None
-        ends = end_token_ids(model, tokenizer) if stop_at_eos else None
-        eos_rows = (torch.isin(first.cpu(), torch.tensor(ends)) if ends and cfg.branching == "topk"
-                    else torch.zeros(len(first), dtype=torch.bool)).tolist()
-        results = _continue(model, cache, mask, first, first_lp, limits, pick, ends, stop,
-                            first_is_context=cfg.branching == "topk")
+    stop = _StopWatch(tokenizer, cfg.stop) if cfg.stop else None
+    ends = end_token_ids(model, tokenizer) if stop_at_eos else None
+    eos_rows = (torch.isin(first.cpu(), torch.tensor(ends)) if ends and cfg.branching == "topk"
+                else torch.zeros(len(first), dtype=torch.bool)).tolist()
+    results = _continue(model, cache, mask, first, first_lp, limits, pick, ends, stop,
+                        first_is_context=cfg.branching == "topk")
     samples = []
     for row, (tok_ids, lps) in enumerate(results):
         question, rest = divmod(row, per_question)
@@ -337,6 +337,7 @@ class HFSampler(Sampler):
     def __init__(self, model, tokenizer, cfg: SampleConfig, stop_at_eos: bool = True):
         self.model, self.tokenizer, self.cfg, self.stop_at_eos = model, tokenizer, cfg, stop_at_eos
         self.n_positions = context_length(model)
+        self.workers = decode_workers(model.device.type)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, cfg: SampleConfig, trust_remote_code: bool = False,
@@ -374,11 +375,15 @@ def sample_latent_paths(model, tokenizer, prompts: list[tuple[str, str]], cfg: S
     sampler = HFSampler(model, tokenizer, cfg, stop_at_eos)
     budget = sampler.plan([p for _, p in prompts])
     progress = Progress(len(prompts), "sample")
+
+    def one_batch(chunk: range) -> list[Sample]:
+        samples = sampler.sample([prompts[i][0] for i in chunk], [budget.prompt_ids[i] for i in chunk],
+                                 [budget.max_new[i] for i in chunk])
+        progress.update(len(chunk), sum(s.n_tokens for s in samples))
+        return samples
+
     try:
-        for chunk in batches(len(prompts), cfg.batch_size):
-            samples = sampler.sample([prompts[i][0] for i in chunk], [budget.prompt_ids[i] for i in chunk],
-                                     [budget.max_new[i] for i in chunk])
-            progress.update(len(chunk), sum(s.n_tokens for s in samples))
+        for samples in ordered_map(one_batch, batches(len(prompts), cfg.batch_size), sampler.workers):
             yield from samples
     finally:
         progress.close()
@@ -389,25 +394,29 @@ def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int, b
     """Greedy continuations of ``prompts`` with the sampler's batching, returned in input order.
 
     Batches group prompts of similar length (less padding); results do not depend on grouping.
+    Several batches run at once on a CPU (``sert.runtime.decode_workers``), which changes no result.
     """
     model.eval()
     budget = fit_budget(tokenizer, prompts, max_new_tokens, context_length(model))
     order = sorted(range(len(prompts)), key=lambda i: len(budget.prompt_ids[i]))
     results: list[Generation | None] = [None] * len(prompts)
     progress = Progress(len(prompts), desc)
+    ends = end_token_ids(model, tokenizer)
+
+    def one_batch(chunk_range: range) -> tuple[list[int], list[tuple[list[int], list[float]]]]:
+        chunk = [order[i] for i in chunk_range]
+        limits = torch.tensor([budget.max_new[i] for i in chunk])
+        logprobs, cache, mask = _prefill(model, [budget.prompt_ids[i] for i in chunk], tokenizer.pad_token_id,
+                                         int(limits.max()))
+        first_lp, first = logprobs.max(-1)
+        out = _continue(model, cache, mask, first, first_lp, limits, lambda logits, rows, step: logits.argmax(-1), ends)
+        progress.update(len(chunk), sum(len(ids) for ids, _ in out))
+        return chunk, out
+
     try:
-        for chunk_range in batches(len(order), batch_size):
-            chunk = [order[i] for i in chunk_range]
-            limits = torch.tensor([budget.max_new[i] for i in chunk])
-            with inference_threads:  # the process's thread count, or the free cores' with SERT_INFERENCE_THREADS=auto
-                logprobs, cache, mask = _prefill(model, [budget.prompt_ids[i] for i in chunk],
-                                                 tokenizer.pad_token_id, int(limits.max()))
-                first_lp, first = logprobs.max(-1)
-                out = _continue(model, cache, mask, first, first_lp, limits,
-                                lambda logits, rows, step: logits.argmax(-1), end_token_ids(model, tokenizer))
+        for chunk, out in ordered_map(one_batch, batches(len(order), batch_size), decode_workers(model.device.type)):
             for i, (ids, lps) in zip(chunk, out):
                 results[i] = Generation(tokenizer.decode(ids, skip_special_tokens=True), ids, lps)
-            progress.update(len(chunk), sum(len(ids) for ids, _ in out))
     finally:
         progress.close()
     return results  # type: ignore[return-value]
