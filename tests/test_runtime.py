@@ -92,6 +92,11 @@ def test_bad_thread_settings_stop_a_stage_with_one_line_and_nothing_written(tmp_
     assert out.stderr.strip().splitlines() == [
         f"error: OMP_NUM_THREADS='0': must be a positive whole number of threads (unset it for the default, "
         f"{DEFAULT_THREADS})"]
+    out = run_sert({"SERT_DECODE_WORKERS": "auto"}, "sample", "--help")
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "error: SERT_DECODE_WORKERS='auto': must be a positive whole number of batches decoded at once (unset it "
+        "for the default: one per usable CPU)"]
     assert run_sert({"OMP_NUM_THREADS": "0"}, "tasks").returncode == 0  # commands that run no torch: no check
     out = run_sert({"OMP_NUM_THREADS": str(usable_cpus() + 1)}, "prepare", "--help")
     assert out.returncode == 0 and "warning: OMP_NUM_THREADS=" in out.stderr
